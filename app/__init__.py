@@ -1,0 +1,1 @@
+"""Collaborative code-editing server: Socket.IO rooms persisted to MongoDB or SQLite."""

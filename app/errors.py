@@ -1,0 +1,52 @@
+"""Domain errors, each with a stable `code` for sockets and an HTTP status for REST."""
+
+
+class DomainError(Exception):
+    code = "error"
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidPayload(DomainError):
+    code = "invalid_payload"
+    title = "Invalid request"
+
+
+class NotInRoom(DomainError):
+    code = "not_in_room"
+    status = 403
+    title = "Not in room"
+
+
+class RoomFull(DomainError):
+    code = "room_full"
+    status = 409
+    title = "Room full"
+
+
+class StoreUnavailable(DomainError):
+    code = "store_unavailable"
+    status = 503
+    title = "Store unavailable"
+
+
+class SessionNotFound(DomainError):
+    code = "session_not_found"
+    status = 404
+    title = "Session not found"
+
+
+class SessionExpired(DomainError):
+    code = "session_expired"
+    status = 410
+    title = "Session expired"
+
+
+class SessionExists(DomainError):
+    code = "session_exists"
+    status = 400
+    title = "Session already exists"

@@ -1,0 +1,169 @@
+"""create_app(settings): the server, its store, rooms and writer, and their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import socketio
+from aiohttp import web
+from aiohttp.web import WebSocketResponse
+from engineio.async_drivers import aiohttp as engineio_aiohttp
+
+from app.config import Settings
+from app.events import SocketEvents
+from app.middleware import cors, json_errors, security_headers
+from app.models import Limits, utc_now
+from app.rooms import Rooms, RoomSettings
+from app.routes import SessionRoutes
+from app.storage import SessionStore, StoreError, open_store
+from app.writer import DebouncedWriter
+
+log = logging.getLogger(__name__)
+STORE_KEY = web.AppKey("store", SessionStore)
+ROOMS_KEY = web.AppKey("rooms", Rooms)
+WRITER_KEY = web.AppKey("writer", DebouncedWriter)
+SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
+
+
+class OrjsonPackets:
+    """The `json` module interface python-socketio asks for, backed by orjson."""
+
+    @staticmethod
+    def dumps(value: Any, **_: Any) -> str:
+        return orjson.dumps(value).decode()
+
+    @staticmethod
+    def loads(value: str | bytes, **_: Any) -> Any:
+        return orjson.loads(value)
+
+
+def _websocket_without_deflate(max_message_bytes: int) -> type[Any]:
+    """Engine.IO's aiohttp websocket, with permessage-deflate off.
+
+    Browsers always offer deflate and aiohttp accepts it by default; compressing every small
+    frame more than doubles the CPU spent per delivery.
+    """
+
+    class PlainWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
+        async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+            request = environ["aiohttp.request"]
+            self._sock = WebSocketResponse(max_msg_size=max_message_bytes, compress=False)
+            await self._sock.prepare(request)
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+
+    return PlainWebSocket
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_room_id_length=settings.max_room_id_length,
+        max_user_name_length=settings.max_user_name_length,
+        max_user_id_length=settings.max_user_id_length,
+        max_code_bytes=settings.max_code_bytes,
+        max_chat_length=settings.max_chat_length,
+        max_cursor_bytes=settings.max_cursor_bytes,
+    )
+
+
+def create_socketio(settings: Settings) -> socketio.AsyncServer:
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins=settings.allowed_origins(),
+        max_http_buffer_size=settings.max_http_body_bytes,
+        json=OrjsonPackets,
+    )
+    if not settings.websocket_compression:
+        sio.eio._async = {
+            **sio.eio._async,
+            "websocket": _websocket_without_deflate(settings.max_http_body_bytes),
+        }
+    return sio
+
+
+def create_app(settings: Settings, store: SessionStore | None = None) -> web.Application:
+    """The whole server; `store` replaces the configured one (tests inject failing stores)."""
+    store = store if store is not None else open_store(settings)
+    sio = create_socketio(settings)
+    app = web.Application(
+        client_max_size=settings.max_http_body_bytes,
+        middlewares=[security_headers, cors(settings.allowed_origins()), json_errors],
+    )
+    sio.attach(app)
+    events_holder: dict[str, SocketEvents] = {}
+
+    async def on_saved(room_id: str, version: int, saved_at: Any) -> None:
+        await events_holder["events"].send.session_saved(room_id, version, saved_at)
+
+    writer = DebouncedWriter(
+        store,
+        debounce=settings.save_debounce_seconds,
+        max_delay=settings.save_max_delay_seconds,
+        retry_max=settings.store_retry_max_seconds,
+        on_saved=on_saved,
+    )
+    rooms = Rooms(
+        store,
+        writer,
+        RoomSettings(
+            ttl=timedelta(seconds=settings.session_ttl_seconds),
+            idle_seconds=settings.room_idle_seconds,
+            max_clients=settings.max_clients_per_room,
+            chat_timeout=settings.chat_store_timeout_seconds,
+        ),
+    )
+    limits = limits_from(settings)
+    events = SocketEvents(sio, rooms, limits)
+    events_holder["events"] = events
+    events.register()
+    SessionRoutes(rooms, events.send, limits).register(app)
+    app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
+    app.cleanup_ctx.append(_lifecycle(settings))
+    app.on_shutdown.append(_disconnect_clients)
+    return app
+
+
+def _lifecycle(settings: Settings) -> Any:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = app[STORE_KEY]
+        await store.open()
+        purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
+        yield
+        # Shutdown, in order: sockets were closed by on_shutdown (which made every room write
+        # at once); flush what is pending, then close the store.
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        app[ROOMS_KEY].close()
+        writer = app[WRITER_KEY]
+        if not await writer.flush_all(settings.shutdown_flush_seconds):
+            log.error("shutdown: some rooms could not be written")
+        await writer.close()
+        await store.close()
+
+    return lifecycle
+
+
+async def _disconnect_clients(app: web.Application) -> None:
+    sio = app[SIO_KEY]
+    await sio.shutdown()
+    if sio.eio.sockets:
+        await sio.eio.disconnect()
+
+
+async def _purge_periodically(store: SessionStore, interval: float) -> None:
+    while True:
+        try:
+            purged = await store.purge_expired(utc_now())
+            if purged:
+                log.info("purged %d expired sessions", purged)
+        except StoreError as error:
+            log.warning("purge failed: %s", error)
+        await asyncio.sleep(interval)

@@ -1,0 +1,105 @@
+"""HTTP middlewares: JSON errors for every failure, CORS, and security headers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from app.errors import DomainError
+
+log = logging.getLogger(__name__)
+HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(status: int, error: str, message: str) -> web.Response:
+    return json_response({"error": error, "message": message}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+    """Every failure answers JSON `{error, message}`; nothing answers an HTML page or a 500."""
+    try:
+        return await handler(request)
+    except DomainError as error:
+        return error_response(error.status, error.title, error.message)
+    except web.HTTPNotFound:
+        return error_response(404, "Endpoint not found", f"Cannot {request.method} {request.path}")
+    except web.HTTPMethodNotAllowed as error:
+        response = error_response(
+            405, "Method not allowed", f"Cannot {request.method} {request.path}"
+        )
+        response.headers["Allow"] = ",".join(sorted(error.allowed_methods))
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "Payload too large", "The request body is over the limit")
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return error_response(error.status, error.reason, error.text or error.reason)
+
+
+def cors(allowed: list[str] | str) -> Middleware:
+    """Answer preflights and tag responses for the allowed origins (`*` allows any)."""
+
+    def allows(origin: str) -> bool:
+        return allowed == "*" or origin in allowed
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if request.path.startswith("/socket.io"):
+            return await handler(request)  # Engine.IO applies the same origins itself
+        if (
+            request.method == "OPTIONS"
+            and origin
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            if not allows(origin):
+                return error_response(403, "Origin not allowed", f"{origin} is not allowed")
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            requested = request.headers.get("Access-Control-Request-Headers")
+            if requested:
+                response.headers["Access-Control-Allow-Headers"] = requested
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if origin and allows(origin):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+    response = await handler(request)
+    if not request.path.startswith("/socket.io"):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,376 @@
+"""Live rooms: loading from the store, joining and leaving, idle unloading, session CRUD."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.errors import (
+    NotInRoom,
+    RoomFull,
+    SessionExists,
+    SessionExpired,
+    SessionNotFound,
+    StoreUnavailable,
+)
+from app.merge import TextHistory
+from app.models import (
+    DEFAULT_CODE,
+    DEFAULT_LANGUAGE,
+    ChatRecord,
+    SessionRecord,
+    SessionSummary,
+    utc_now,
+)
+from app.room import CodeApplied, Member, Room
+from app.storage import SessionStore, StoreError
+from app.writer import DebouncedWriter
+
+log = logging.getLogger(__name__)
+MAX_OUTBOX = 10_000  # chat held in memory during a store outage, per room
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    ttl: timedelta
+    idle_seconds: float
+    max_clients: int
+    chat_timeout: float
+    history_versions: int = 100
+    history_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Departure:
+    room: Room
+    member: Member
+
+
+@dataclass(frozen=True)
+class Arrival:
+    room: Room
+    member: Member
+    left: Departure | None  # the room this socket was in before, if another
+    repeated: bool  # the socket was already in this room
+
+
+class Rooms:
+    """Every live room and which room each socket is in (one room per socket)."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        writer: DebouncedWriter,
+        settings: RoomSettings,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.writer = writer
+        self.settings = settings
+        self.clock = clock
+        self.rooms: dict[str, Room] = {}
+        self.room_of: dict[str, str] = {}  # sid -> room_id
+        self._loading: dict[str, asyncio.Future[Room | None]] = {}
+        self._joining: dict[str, asyncio.Future[None]] = {}
+        self._unload_timers: dict[str, asyncio.TimerHandle] = {}
+
+    # -- loading ---------------------------------------------------------------
+
+    def _new_record(self, room_id: str, now: datetime) -> SessionRecord:
+        return SessionRecord(
+            room_id=room_id,
+            code=DEFAULT_CODE,
+            language=DEFAULT_LANGUAGE,
+            created_at=now,
+            last_activity=now,
+            expires_at=now + self.settings.ttl,
+        )
+
+    def _make_room(self, record: SessionRecord) -> Room:
+        history = TextHistory(
+            record.code,
+            record.version,
+            min_versions=self.settings.history_versions,
+            min_seconds=self.settings.history_seconds,
+        )
+        return Room(record, self.settings.ttl, history)
+
+    async def _load_record(self, room_id: str) -> SessionRecord | None:
+        """The stored session; None when absent; SessionExpired (and deleted) when expired."""
+        try:
+            record = await self.store.load(room_id)
+            if record is not None and record.expires_at <= self.clock():
+                await self.store.delete(room_id)
+                raise SessionExpired(f"Session {room_id} has expired")
+        except StoreError as error:
+            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
+        return record
+
+    async def _load(self, room_id: str) -> Room | None:
+        record = await self._load_record(room_id)
+        return None if record is None else self._make_room(record)
+
+    async def open(self, room_id: str, *, create: bool) -> Room:
+        """The live room, loading it once however many callers ask at the same time."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            loading = self._loading.get(room_id)
+            if loading is None:
+                loading = asyncio.ensure_future(self._load(room_id))
+                self._loading[room_id] = loading
+                loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+            try:
+                loaded = await asyncio.shield(loading)
+            except SessionExpired:
+                if not create:
+                    raise
+                loaded = None
+            room = self.rooms.get(room_id)  # another caller may have registered it meanwhile
+            if room is None:
+                if loaded is None:
+                    if not create:
+                        raise SessionNotFound(f"Session {room_id} not found")
+                    loaded = self._make_room(self._new_record(room_id, self.clock()))
+                    loaded.changes += 1  # a new session must reach the store
+                room = self.rooms[room_id] = loaded
+                self._schedule_unload(room)
+        return room
+
+    # -- membership ------------------------------------------------------------
+
+    async def join(self, sid: str, room_id: str, name: str, user_id: str | None) -> Arrival:
+        previous = self._joining.get(sid)
+        if previous is not None:
+            await asyncio.shield(previous)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._joining[sid] = done
+        try:
+            room = await self.open(room_id, create=True)
+            return self._enter(sid, room, name, user_id)
+        finally:
+            done.set_result(None)
+            if self._joining.get(sid) is done:
+                del self._joining[sid]
+
+    def _enter(self, sid: str, room: Room, name: str, user_id: str | None) -> Arrival:
+        now = self.clock()
+        current = room.members.get(sid)
+        if current is not None:
+            current.name = name
+            return Arrival(room=room, member=current, left=None, repeated=True)
+        if len(room.members) >= self.settings.max_clients:
+            raise RoomFull(f"Room {room.room_id} is full ({self.settings.max_clients} clients)")
+        left = self.leave(sid)
+        member = room.add_member(sid, name, user_id, now)
+        self.room_of[sid] = room.room_id
+        self._cancel_unload(room.room_id)
+        self.writer.changed(room)
+        return Arrival(room=room, member=member, left=left, repeated=False)
+
+    def leave(self, sid: str) -> Departure | None:
+        room_id = self.room_of.pop(sid, None)
+        room = self.rooms.get(room_id) if room_id else None
+        if room is None:
+            return None
+        member = room.remove_member(sid, self.clock())
+        if member is None:
+            return None
+        if room.members:
+            self.writer.changed(room)
+        else:
+            # The last one out: write at once, keep the room warm for a quick return.
+            self.writer.write_soon(room)
+            self._schedule_unload(room)
+        return Departure(room=room, member=member)
+
+    async def member(self, sid: str, room_id: str) -> tuple[Room, Member]:
+        """The sender's room and membership; waits for a join still loading its room."""
+        joining = self._joining.get(sid)
+        if joining is not None:
+            await asyncio.shield(joining)
+        room = self.rooms.get(room_id) if self.room_of.get(sid) == room_id else None
+        member = room.members.get(sid) if room else None
+        if room is None or member is None:
+            raise NotInRoom(f"You have not joined room {room_id}")
+        return room, member
+
+    # -- changes ---------------------------------------------------------------
+
+    def change_code(
+        self,
+        room: Room,
+        member: Member,
+        code: str,
+        language: str | None,
+        base_version: int | None,
+    ) -> tuple[CodeApplied, datetime]:
+        """Apply (merging when a base version is given) a full-text change; debounced write."""
+        now = self.clock()
+        applied = room.apply_code(member.sid, code, language, base_version, now)
+        if applied.changed:
+            self.writer.changed(room)
+        return applied, now
+
+    async def change_language(self, room: Room, language: str) -> bool:
+        """Change the language and wait (bounded) until it is stored."""
+        changed = room.set_language(language, self.clock())
+        if changed:
+            await self.writer.flush(room, within=self.settings.chat_timeout)
+        return changed
+
+    # -- chat ------------------------------------------------------------------
+
+    async def chat(
+        self, room: Room, member: Member, text: str, client_id: str | None
+    ) -> ChatRecord:
+        """Accept a chat message and wait (bounded) until it is stored; outbox on timeout."""
+        if len(room.outbox) >= MAX_OUTBOX:
+            raise StoreUnavailable(
+                "The session store is unavailable and this room's outbox is full"
+            )
+        message = room.accept_chat(member, text, client_id, self.clock())
+        await self.writer.flush(room, within=self.settings.chat_timeout)
+        return message
+
+    # -- idle unload -----------------------------------------------------------
+
+    def _schedule_unload(self, room: Room) -> None:
+        if room.members or room.room_id in self._unload_timers:
+            return
+        loop = asyncio.get_running_loop()
+        self._unload_timers[room.room_id] = loop.call_later(
+            self.settings.idle_seconds, self._unload, room.room_id
+        )
+
+    def _cancel_unload(self, room_id: str) -> None:
+        timer = self._unload_timers.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _unload(self, room_id: str) -> None:
+        self._unload_timers.pop(room_id, None)
+        room = self.rooms.get(room_id)
+        if room is None or room.members:
+            return
+        if room.needs_save:
+            # Not stored yet (store down): keep it in memory and look again later.
+            self.writer.write_soon(room)
+            self._schedule_unload(room)
+            return
+        del self.rooms[room_id]
+
+    def close(self) -> None:
+        for timer in self._unload_timers.values():
+            timer.cancel()
+        self._unload_timers.clear()
+
+    # -- sessions (REST) -------------------------------------------------------
+
+    async def create(
+        self,
+        room_id: str,
+        creator_name: str,
+        creator_user_id: str | None,
+        code: str | None,
+        language: str | None,
+    ) -> Room:
+        """Create a session, or complete one its creator's join already made."""
+        room = await self.open(room_id, create=True)
+        if room.creator_name is not None:
+            raise SessionExists(f"Session {room_id} already exists")
+        now = self.clock()
+        room.creator_name = creator_name
+        room.creator_user_id = creator_user_id
+        if room.version == 0:  # nothing typed yet: the creator's initial state applies
+            room.replace(code, language, now)
+        room.add_participants([(creator_user_id, creator_name)], now)
+        await self.persist(room)
+        return room
+
+    async def persist(self, room: Room) -> None:
+        if not await self.writer.flush(room, within=self.settings.chat_timeout):
+            raise StoreUnavailable("The session store did not answer in time; retrying")
+
+    async def delete(self, room_id: str) -> Room | None:
+        """Delete the stored session; a live room is dropped. The dropped room, if any."""
+        room = self.rooms.pop(room_id, None)
+        self._cancel_unload(room_id)
+        if room is not None:
+            for sid in room.members:
+                self.room_of.pop(sid, None)
+        try:
+            deleted = await self.store.delete(room_id)
+        except StoreError as error:
+            if room is not None:
+                self.rooms[room_id] = room  # nothing lost: the room stays as it was
+                for sid in room.members:
+                    self.room_of[sid] = room_id
+            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
+        if room is None and not deleted:
+            raise SessionNotFound(f"Session {room_id} not found")
+        if room is not None:
+            self.writer.forget(room_id)
+        return room
+
+    async def sessions_of(self, user_id: str, *, limit: int) -> list[SessionSummary]:
+        """The user's unexpired sessions, as creator or participant, newest activity first."""
+        try:
+            return await self.store.list_for_user(user_id, now=self.clock(), limit=limit)
+        except StoreError as error:
+            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
+
+    async def store_problem(self, *, within: float) -> str | None:
+        """None when the store answers within `timeout`, else what is wrong."""
+        try:
+            await asyncio.wait_for(self.store.ping(), within)
+        except StoreError as error:
+            return str(error)
+        except TimeoutError:
+            return f"the store did not answer within {within} s"
+        return None
+
+    async def session(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> tuple[SessionRecord, list[ChatRecord]]:
+        """A session as it is now (live state first) with a page of its chat, oldest first."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            record = await self._load_record(room_id)
+            if record is None:
+                raise SessionNotFound(f"Session {room_id} not found")
+        else:
+            record = room.snapshot()
+        try:
+            messages = await self.store.list_messages(room_id, before=before, limit=limit)
+        except StoreError as error:
+            if room is None:
+                raise StoreUnavailable(f"The session store is unavailable: {error}") from error
+            messages = []
+        if room is not None and room.outbox:
+            stored = {m.version for m in messages}
+            unsaved = [
+                m
+                for m in room.outbox
+                if m.version not in stored and (before is None or m.version < before)
+            ]
+            messages = sorted(messages + unsaved, key=lambda m: m.version)[-limit:]
+        return record, messages
+
+    async def update(
+        self,
+        room_id: str,
+        code: str | None,
+        language: str | None,
+        participants: list[tuple[str | None, str]],
+    ) -> tuple[Room, bool, bool]:
+        """Apply a REST update through the live room; which of code and language changed."""
+        room = await self.open(room_id, create=False)
+        now = self.clock()
+        code_changed, language_changed = room.replace(code, language, now)
+        if participants:
+            room.add_participants(participants, now)
+        await self.persist(room)
+        return room, code_changed, language_changed

@@ -1,0 +1,250 @@
+"""SessionStore on MongoDB through PyMongo's async API: sessions and chat in two collections."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from app.models import ChatRecord, Participant, SessionRecord, SessionSummary
+from app.storage import StoreError
+
+Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+# Chat expiry follows the session's; refreshing it in bulk only when it lags this far behind
+# keeps a save during continuous typing from touching every message.
+MAX_CHAT_EXPIRY_LAG = timedelta(hours=1)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _session_document(record: SessionRecord) -> Document:
+    return {
+        "roomId": record.room_id,
+        "code": record.code,
+        "language": record.language,
+        "version": record.version,
+        "creatorName": record.creator_name,
+        "creatorUserId": record.creator_user_id,
+        "participants": [
+            {"userId": p.user_id, "name": p.name, "joinedAt": p.joined_at, "lastSeen": p.last_seen}
+            for p in record.participants
+        ],
+        "userIds": record.user_ids,
+        "createdAt": record.created_at,
+        "lastActivity": record.last_activity,
+        "expiresAt": record.expires_at,
+    }
+
+
+def _session_record(doc: Mapping[str, Any], version: int) -> SessionRecord:
+    return SessionRecord(
+        room_id=doc["roomId"],
+        code=doc["code"],
+        language=doc["language"],
+        version=version,
+        creator_name=doc.get("creatorName"),
+        creator_user_id=doc.get("creatorUserId"),
+        participants=tuple(
+            Participant(
+                user_id=p.get("userId"),
+                name=p.get("name", ""),
+                joined_at=_utc(p["joinedAt"]),
+                last_seen=_utc(p["lastSeen"]),
+            )
+            for p in doc.get("participants", [])
+        ),
+        created_at=_utc(doc["createdAt"]),
+        last_activity=_utc(doc["lastActivity"]),
+        expires_at=_utc(doc["expiresAt"]),
+    )
+
+
+def _chat_record(doc: Mapping[str, Any]) -> ChatRecord:
+    return ChatRecord(
+        room_id=doc["roomId"],
+        version=doc["version"],
+        id=doc["id"],
+        user_id=doc.get("userId"),
+        user_name=doc["userName"],
+        message=doc["message"],
+        timestamp=_utc(doc["timestamp"]),
+        expires_at=_utc(doc["expiresAt"]),
+    )
+
+
+def _only_duplicates(error: BulkWriteError) -> bool:
+    return all(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", []))
+
+
+class MongoSessionStore:
+    """`sessions` (unique roomId, TTL on expiresAt, per-user index) and `messages`."""
+
+    def __init__(self, database: Any, client: Any = None) -> None:
+        self.sessions = database["sessions"]
+        self.messages = database["messages"]
+        self._client = client
+
+    @classmethod
+    def from_uri(cls, uri: str, database: str, *, timeout: float) -> MongoSessionStore:
+        timeout_ms = int(timeout * 1000)
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
+        )
+        return cls(client[database], client)
+
+    async def open(self) -> None:
+        try:
+            await self.sessions.create_index("roomId", unique=True)
+            await self.sessions.create_index("expiresAt", expireAfterSeconds=0)
+            await self.sessions.create_index([("userIds", ASCENDING), ("lastActivity", DESCENDING)])
+            await self.messages.create_index(
+                [("roomId", ASCENDING), ("version", ASCENDING)], unique=True
+            )
+            await self.messages.create_index("expiresAt", expireAfterSeconds=0)
+            await self.messages.create_index([("roomId", ASCENDING), ("expiresAt", ASCENDING)])
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def ping(self) -> None:
+        try:
+            await self.sessions.find_one({"roomId": ""}, {"_id": 1})
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+
+    async def load(self, room_id: str) -> SessionRecord | None:
+        try:
+            doc = await self.sessions.find_one({"roomId": room_id})
+            if doc is None:
+                return None
+            last = await self.messages.find_one(
+                {"roomId": room_id}, {"version": 1}, sort=[("version", DESCENDING)]
+            )
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return _session_record(doc, max(doc["version"], last["version"] if last else 0))
+
+    async def save(self, record: SessionRecord) -> bool:
+        doc = _session_document(record)
+        lag = min(MAX_CHAT_EXPIRY_LAG, (record.expires_at - record.last_activity) / 100)
+        try:
+            result = await self.sessions.update_one(
+                {"roomId": record.room_id, "version": {"$lte": record.version}}, {"$set": doc}
+            )
+            if result.matched_count == 0:
+                try:
+                    await self.sessions.insert_one(doc)
+                except DuplicateKeyError:
+                    return False  # a newer version is stored
+            await self.messages.update_many(
+                {"roomId": record.room_id, "expiresAt": {"$lt": record.expires_at - lag}},
+                {"$set": {"expiresAt": record.expires_at}},
+            )
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return True
+
+    async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
+        docs = [
+            {
+                "roomId": m.room_id,
+                "version": m.version,
+                "id": m.id,
+                "userId": m.user_id,
+                "userName": m.user_name,
+                "message": m.message,
+                "timestamp": m.timestamp,
+                "expiresAt": m.expires_at,
+            }
+            for m in messages
+        ]
+        try:
+            await self.messages.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            if not _only_duplicates(error):
+                raise StoreError(f"MongoDB: {error}") from error
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+
+    async def list_messages(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[ChatRecord]:
+        query: Document = {"roomId": room_id}
+        if before is not None:
+            query["version"] = {"$lt": before}
+        try:
+            cursor = self.messages.find(query).sort("version", DESCENDING).limit(limit)
+            docs = await cursor.to_list(length=limit)
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return [_chat_record(doc) for doc in reversed(docs)]
+
+    async def delete(self, room_id: str) -> bool:
+        try:
+            result = await self.sessions.delete_one({"roomId": room_id})
+            await self.messages.delete_many({"roomId": room_id})
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return bool(result.deleted_count)
+
+    async def list_for_user(
+        self, user_id: str, *, now: datetime, limit: int
+    ) -> list[SessionSummary]:
+        query = {"userIds": user_id, "expiresAt": {"$gt": now}}
+        fields = [
+            "roomId",
+            "creatorName",
+            "participants",
+            "language",
+            "createdAt",
+            "expiresAt",
+            "lastActivity",
+        ]
+        try:
+            cursor = self.sessions.find(query, fields).sort("lastActivity", DESCENDING)
+            docs = await cursor.limit(limit).to_list(length=limit)
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return [
+            SessionSummary(
+                room_id=doc["roomId"],
+                creator_name=doc.get("creatorName"),
+                participant_count=len(doc.get("participants", [])),
+                language=doc["language"],
+                created_at=_utc(doc["createdAt"]),
+                expires_at=_utc(doc["expiresAt"]),
+                last_activity=_utc(doc["lastActivity"]),
+            )
+            for doc in docs
+        ]
+
+    async def purge_expired(self, now: datetime) -> int:
+        # The TTL index does this within a minute on a real server; purging here as well makes
+        # expiry exact for reads and works on servers without a TTL monitor.
+        try:
+            expired = await self.sessions.find({"expiresAt": {"$lte": now}}, ["roomId"]).to_list(
+                length=None
+            )
+            room_ids = [doc["roomId"] for doc in expired]
+            if not room_ids:
+                return 0
+            result = await self.sessions.delete_many(
+                {"roomId": {"$in": room_ids}, "expiresAt": {"$lte": now}}
+            )
+            await self.messages.delete_many({"roomId": {"$in": room_ids}})
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return int(result.deleted_count)

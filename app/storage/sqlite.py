@@ -1,0 +1,294 @@
+"""SessionStore on one SQLite file (WAL), the embedded default; queries run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from app.models import ChatRecord, Participant, SessionRecord, SessionSummary, iso
+from app.storage import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    room_id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    language TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    creator_name TEXT,
+    creator_user_id TEXT,
+    participants TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_activity TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS session_users (
+    user_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_users_by_room ON session_users (room_id);
+CREATE TABLE IF NOT EXISTS messages (
+    room_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    user_id TEXT,
+    user_name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    PRIMARY KEY (room_id, version)
+) WITHOUT ROWID;
+"""
+
+UPSERT_SESSION = """
+INSERT INTO sessions (room_id, code, language, version, creator_name, creator_user_id,
+                      participants, created_at, last_activity, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (room_id) DO UPDATE SET
+    code = excluded.code, language = excluded.language, version = excluded.version,
+    creator_name = excluded.creator_name, creator_user_id = excluded.creator_user_id,
+    participants = excluded.participants, created_at = excluded.created_at,
+    last_activity = excluded.last_activity, expires_at = excluded.expires_at
+WHERE sessions.version <= excluded.version
+"""
+
+LOAD_SESSION = """
+SELECT room_id, code, language,
+       max(version, coalesce((SELECT max(version) FROM messages m
+                              WHERE m.room_id = s.room_id), 0)),
+       creator_name, creator_user_id, participants, created_at, last_activity, expires_at
+FROM sessions s WHERE room_id = ?
+"""
+
+LIST_FOR_USER = """
+SELECT s.room_id, s.creator_name, json_array_length(s.participants), s.language,
+       s.created_at, s.expires_at, s.last_activity
+FROM session_users u JOIN sessions s ON s.room_id = u.room_id
+WHERE u.user_id = ? AND s.expires_at > ?
+ORDER BY s.last_activity DESC LIMIT ?
+"""
+
+EXPIRED = "SELECT room_id FROM sessions WHERE expires_at <= ?"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _participants_json(participants: Sequence[Participant]) -> str:
+    return json.dumps(
+        [
+            {
+                "userId": p.user_id,
+                "name": p.name,
+                "joinedAt": iso(p.joined_at),
+                "lastSeen": iso(p.last_seen),
+            }
+            for p in participants
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _participants(text: str) -> tuple[Participant, ...]:
+    return tuple(
+        Participant(
+            user_id=item["userId"],
+            name=item["name"],
+            joined_at=_time(item["joinedAt"]),
+            last_seen=_time(item["lastSeen"]),
+        )
+        for item in json.loads(text)
+    )
+
+
+class SqliteSessionStore:
+    """One connection, serialised by aiosqlite's worker thread; a locked file fails in ~1 s."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 1.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._db: aiosqlite.Connection | None = None
+        # Transactions share the one connection: a second BEGIN while one is open would fail
+        # (and its error path roll back the other's writes), so they take turns.
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await aiosqlite.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None
+            )
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.executescript(SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite: {error}") from error
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("SQLite store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        db = self.db
+        async with self._write_lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise StoreError(f"SQLite: {error}") from error
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            async with self.db.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite: {error}") from error
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT count(*) FROM sessions WHERE room_id = ''", ())
+
+    async def load(self, room_id: str) -> SessionRecord | None:
+        rows = await self._fetch(LOAD_SESSION, (room_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return SessionRecord(
+            room_id=row[0],
+            code=row[1],
+            language=row[2],
+            version=row[3],
+            creator_name=row[4],
+            creator_user_id=row[5],
+            participants=_participants(row[6]),
+            created_at=_time(row[7]),
+            last_activity=_time(row[8]),
+            expires_at=_time(row[9]),
+        )
+
+    async def save(self, record: SessionRecord) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                UPSERT_SESSION,
+                (
+                    record.room_id,
+                    record.code,
+                    record.language,
+                    record.version,
+                    record.creator_name,
+                    record.creator_user_id,
+                    _participants_json(record.participants),
+                    iso(record.created_at),
+                    iso(record.last_activity),
+                    iso(record.expires_at),
+                ),
+            )
+            if cursor.rowcount == 0:
+                return False
+            await db.execute("DELETE FROM session_users WHERE room_id = ?", (record.room_id,))
+            await db.executemany(
+                "INSERT INTO session_users (user_id, room_id) VALUES (?, ?)",
+                [(user_id, record.room_id) for user_id in record.user_ids],
+            )
+            return True
+
+    async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.room_id,
+                        m.version,
+                        m.id,
+                        m.user_id,
+                        m.user_name,
+                        m.message,
+                        iso(m.timestamp),
+                    )
+                    for m in messages
+                ],
+            )
+
+    async def list_messages(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[ChatRecord]:
+        rows = await self._fetch(
+            "SELECT room_id, version, id, user_id, user_name, message, timestamp,"
+            " (SELECT expires_at FROM sessions WHERE room_id = ?)"
+            " FROM messages WHERE room_id = ? AND version < ? ORDER BY version DESC LIMIT ?",
+            (room_id, room_id, 2**62 if before is None else before, limit),
+        )
+        return [
+            ChatRecord(
+                room_id=row[0],
+                version=row[1],
+                id=row[2],
+                user_id=row[3],
+                user_name=row[4],
+                message=row[5],
+                timestamp=_time(row[6]),
+                expires_at=_time(row[7] or row[6]),
+            )
+            for row in reversed(rows)
+        ]
+
+    async def delete(self, room_id: str) -> bool:
+        async with self._transaction() as db:
+            return await self._delete_rooms(db, [room_id]) > 0
+
+    async def list_for_user(
+        self, user_id: str, *, now: datetime, limit: int
+    ) -> list[SessionSummary]:
+        rows = await self._fetch(LIST_FOR_USER, (user_id, iso(now), limit))
+        return [
+            SessionSummary(
+                room_id=row[0],
+                creator_name=row[1],
+                participant_count=row[2],
+                language=row[3],
+                created_at=_time(row[4]),
+                expires_at=_time(row[5]),
+                last_activity=_time(row[6]),
+            )
+            for row in rows
+        ]
+
+    async def purge_expired(self, now: datetime) -> int:
+        async with self._transaction() as db:
+            async with db.execute(EXPIRED, (iso(now),)) as cursor:
+                room_ids = [row[0] for row in await cursor.fetchall()]
+            return await self._delete_rooms(db, room_ids)
+
+    @staticmethod
+    async def _delete_rooms(db: aiosqlite.Connection, room_ids: Sequence[str]) -> int:
+        deleted = 0
+        for room_id in room_ids:
+            cursor = await db.execute("DELETE FROM sessions WHERE room_id = ?", (room_id,))
+            deleted += cursor.rowcount
+            await db.execute("DELETE FROM messages WHERE room_id = ?", (room_id,))
+            await db.execute("DELETE FROM session_users WHERE room_id = ?", (room_id,))
+        return deleted

@@ -1,0 +1,208 @@
+"""The debounced writer: persists each room's state after a quiet delay, bounded by a maximum."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.models import utc_now
+from app.room import Room
+from app.storage import SessionStore, StoreError
+
+log = logging.getLogger(__name__)
+
+SavedCallback = Callable[[str, int, datetime], Awaitable[None]]
+HealthCallback = Callable[[str | None], None]
+FIRST_RETRY_SECONDS = 0.1
+
+
+@dataclass(eq=False)
+class _Pending:
+    room: Room
+    first_change: float | None
+    last_change: float
+    urgent: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class DebouncedWriter:
+    """One write in flight per room, in order; a failed write keeps the state and retries.
+
+    Modelled on Hocuspocus's debounce: a quiet delay that restarts with every change and a
+    maximum delay counted from the first unsaved change.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        debounce: float,
+        max_delay: float,
+        retry_max: float,
+        on_saved: SavedCallback | None = None,
+        on_health: HealthCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.retry_max = retry_max
+        self.on_saved = on_saved
+        self.on_health = on_health
+        self.clock = clock
+        self._pending: dict[str, _Pending] = {}
+        self.writes = 0  # successful writes, for metrics and benchmarks
+
+    def pending_rooms(self) -> int:
+        return len(self._pending)
+
+    def changed(self, room: Room) -> None:
+        """The room changed: write it once it has been quiet for the debounce delay."""
+        now = self.clock()
+        pending = self._pending.get(room.room_id)
+        if pending is None:
+            pending = _Pending(room=room, first_change=now, last_change=now)
+            self._pending[room.room_id] = pending
+            pending.task = asyncio.create_task(self._run(pending), name=f"writer:{room.room_id}")
+        else:
+            pending.room = room
+            pending.last_change = now
+            if pending.first_change is None:
+                pending.first_change = now
+
+    def write_soon(self, room: Room) -> None:
+        """Write the room now, without waiting for the debounce."""
+        self.changed(room)
+        pending = self._pending[room.room_id]
+        pending.urgent = True
+        pending.wake.set()
+
+    async def flush(self, room: Room, within: float | None = None) -> bool:
+        """Write now and wait until the room's current version is stored; False on timeout."""
+        if not room.needs_save:
+            return True
+        self.write_soon(room)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[room.room_id].waiters.append((room.changes, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), within)
+        except TimeoutError:
+            return False
+        return True
+
+    async def flush_all(self, within: float) -> bool:
+        """Write every pending room now; False if some could not be written in time."""
+        pending = list(self._pending.values())
+        for entry in pending:
+            entry.urgent = True
+            entry.wake.set()
+        tasks = [entry.task for entry in pending if entry.task is not None]
+        if not tasks:
+            return True
+        _, still_running = await asyncio.wait(tasks, timeout=within)
+        return not still_running
+
+    def forget(self, room_id: str) -> None:
+        """Drop a room's pending write (its session was deleted)."""
+        entry = self._pending.pop(room_id, None)
+        if entry is not None and entry.task is not None:
+            entry.task.cancel()
+        for _, future in entry.waiters if entry else []:
+            future.cancel()
+
+    async def close(self) -> None:
+        """Stop all writers (after flush_all); unwritten state is logged, not silently lost."""
+        for room_id, entry in list(self._pending.items()):
+            if entry.task is not None and not entry.task.done():
+                log.error(
+                    "room %s: closing with unsaved changes (version %s)",
+                    room_id,
+                    entry.room.version,
+                )
+                entry.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await entry.task
+
+    async def _run(self, pending: _Pending) -> None:
+        failures = 0
+        while True:
+            if not pending.urgent:
+                await self._quiet(pending)
+            pending.urgent = False
+            if await self._write(pending):
+                failures = 0
+                if not pending.room.needs_save:
+                    break
+            else:
+                failures += 1
+                delay = min(self.retry_max, FIRST_RETRY_SECONDS * 2 ** (failures - 1))
+                await self._sleep(pending, delay)
+                pending.urgent = True  # retry as soon as the backoff ends
+        if self._pending.get(pending.room.room_id) is pending:
+            del self._pending[pending.room.room_id]
+
+    async def _quiet(self, pending: _Pending) -> None:
+        while not pending.urgent:
+            first = pending.first_change if pending.first_change is not None else self.clock()
+            due = min(pending.last_change + self.debounce, first + self.max_delay)
+            wait = due - self.clock()
+            if wait <= 0:
+                return
+            await self._sleep(pending, wait)
+
+    @staticmethod
+    async def _sleep(pending: _Pending, seconds: float) -> None:
+        pending.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pending.wake.wait(), seconds)
+
+    async def _write(self, pending: _Pending) -> bool:
+        room = pending.room
+        # Snapshot synchronously: changes arriving during the write are saved by the next one.
+        record, changes, messages = room.snapshot(), room.changes, list(room.outbox)
+        first_change, pending.first_change = pending.first_change, None
+        try:
+            if messages:
+                await self.store.append_messages(messages)
+            written = await self.store.save(record)
+        except StoreError as error:
+            log.warning(
+                "room %s: write of version %s failed: %s", room.room_id, record.version, error
+            )
+            if pending.first_change is None:
+                pending.first_change = first_change
+            if self.on_health:
+                self.on_health(str(error))
+            return False
+        if self.on_health:
+            self.on_health(None)
+        self.writes += 1
+        room.mark_saved(record, changes, len(messages))
+        if not written:
+            log.error(
+                "room %s: the store holds a newer version than %s; not overwritten",
+                room.room_id,
+                record.version,
+            )
+        self._release(pending, changes)
+        if written and self.on_saved:
+            await self.on_saved(room.room_id, record.version, utc_now())
+        return True
+
+    @staticmethod
+    def _release(pending: _Pending, changes: int) -> None:
+        waiting = []
+        for wanted, future in pending.waiters:
+            if wanted <= changes:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((wanted, future))
+        pending.waiters = waiting

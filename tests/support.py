@@ -1,0 +1,141 @@
+"""Test helpers: run the real app on port 0, and Socket.IO clients that record what they get."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+from aiohttp import web
+
+from app.config import Settings
+from app.main import ROOMS_KEY, WRITER_KEY, create_app
+from app.rooms import Rooms
+from app.storage import SessionStore
+from app.writer import DebouncedWriter
+
+WAIT = 5.0
+
+
+def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings with delays in hundredths of a second, data under tmp_path."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "save_debounce_seconds": 0.05,
+        "save_max_delay_seconds": 0.3,
+        "room_idle_seconds": 5.0,
+        "purge_interval_seconds": 3600,
+        "store_retry_max_seconds": 0.2,
+        "chat_store_timeout_seconds": 1.0,
+        "cors_origins": "*",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: web.Application
+
+    @property
+    def rooms(self) -> Rooms:
+        return self.app[ROOMS_KEY]
+
+    @property
+    def writer(self) -> DebouncedWriter:
+        return self.app[WRITER_KEY]
+
+    async def http(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, self.url + path, **kwargs) as response:
+                if response.content_type == "application/json":
+                    return response.status, await response.json()
+                return response.status, await response.text()
+
+
+@asynccontextmanager
+async def running_server(
+    settings: Settings, store: SessionStore | None = None
+) -> AsyncIterator[RunningServer]:
+    app = create_app(settings, store)
+    runner = web.AppRunner(app, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield RunningServer(url=f"http://127.0.0.1:{port}", app=app)
+    finally:
+        await runner.cleanup()
+
+
+class Client:
+    """A real socketio.AsyncClient that keeps every event it receives, in order, per name."""
+
+    def __init__(self, transports: list[str] | None = None) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.transports = transports or ["websocket"]
+        self.events: dict[str, list[Any]] = defaultdict(list)
+        self.order: list[tuple[str, Any]] = []
+        self._arrived = asyncio.Condition()
+        self.sio.on("*", self._record)
+
+    async def _record(self, event: str, data: Any = None) -> None:
+        async with self._arrived:
+            self.events[event].append(data)
+            self.order.append((event, data))
+            self._arrived.notify_all()
+
+    @property
+    def sid(self) -> str:
+        return str(self.sio.sid)
+
+    async def connect(self, url: str, auth: Any = None) -> Client:
+        await self.sio.connect(url, transports=self.transports, auth=auth, wait_timeout=WAIT)
+        return self
+
+    async def emit(self, event: str, data: Any) -> None:
+        await self.sio.emit(event, data)
+
+    async def call(self, event: str, data: Any) -> Any:
+        return await self.sio.call(event, data, timeout=WAIT)
+
+    async def join(self, room_id: str, name: str, user_id: str | None = None, **extra: Any) -> Any:
+        payload = {"roomId": room_id, "userName": name, "userId": user_id, **extra}
+        return await self.call("joinRoom", payload)
+
+    async def next(self, event: str, count: int = 1, timeout: float = WAIT) -> Any:
+        """Wait until `count` events of this name have arrived; the last of them."""
+        async with self._arrived:
+            await asyncio.wait_for(
+                self._arrived.wait_for(lambda: len(self.events[event]) >= count), timeout
+            )
+            return self.events[event][count - 1]
+
+    async def quiet(self, seconds: float = 0.2) -> None:
+        """Let in-flight events arrive (for asserting that something did NOT arrive)."""
+        await asyncio.sleep(seconds)
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+@asynccontextmanager
+async def clients(url: str, count: int, transports: list[str] | None = None
+                  ) -> AsyncIterator[list[Client]]:
+    made = [Client(transports) for _ in range(count)]
+    try:
+        for client in made:
+            await client.connect(url)
+        yield made
+    finally:
+        for client in made:
+            await client.close()
