@@ -29,6 +29,7 @@ STORE_KEY = web.AppKey("store", SessionStore)
 ROOMS_KEY = web.AppKey("rooms", Rooms)
 WRITER_KEY = web.AppKey("writer", DebouncedWriter)
 SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
+CLOSE_SOCKETS_SECONDS = 3.0
 
 
 class OrjsonPackets:
@@ -152,10 +153,14 @@ def _lifecycle(settings: Settings) -> Any:
 
 
 async def _disconnect_clients(app: web.Application) -> None:
+    """Close every socket (each departure makes its room write at once), bounded in time."""
     sio = app[SIO_KEY]
     await sio.shutdown()
     if sio.eio.sockets:
-        await sio.eio.disconnect()
+        try:
+            await asyncio.wait_for(sio.eio.disconnect(), CLOSE_SOCKETS_SECONDS)
+        except TimeoutError:
+            log.warning("shutdown: some clients did not close in %s s", CLOSE_SOCKETS_SECONDS)
 
 
 async def _purge_periodically(store: SessionStore, interval: float) -> None:

@@ -1,0 +1,69 @@
+"""A store wrapper that counts writes and can be made to fail, around a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from app.models import ChatRecord, SessionRecord, SessionSummary
+from app.storage import StoreError
+from app.storage.sqlite import SqliteSessionStore
+
+
+class FlakyStore:
+    """Delegates to SQLite; counts saves; raises StoreError while `failing` is set."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = SqliteSessionStore(path)
+        self.failing = False
+        self.saves: list[SessionRecord] = []
+        self.appended: list[ChatRecord] = []
+
+    def _check(self) -> None:
+        if self.failing:
+            raise StoreError("store is down (test)")
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        self._check()
+        await self.inner.ping()
+
+    async def load(self, room_id: str) -> SessionRecord | None:
+        self._check()
+        return await self.inner.load(room_id)
+
+    async def save(self, record: SessionRecord) -> bool:
+        self._check()
+        self.saves.append(record)
+        return await self.inner.save(record)
+
+    async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
+        self._check()
+        self.appended.extend(messages)
+        await self.inner.append_messages(messages)
+
+    async def list_messages(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[ChatRecord]:
+        self._check()
+        return await self.inner.list_messages(room_id, before=before, limit=limit)
+
+    async def delete(self, room_id: str) -> bool:
+        self._check()
+        return await self.inner.delete(room_id)
+
+    async def list_for_user(
+        self, user_id: str, *, now: datetime, limit: int
+    ) -> list[SessionSummary]:
+        self._check()
+        return await self.inner.list_for_user(user_id, now=now, limit=limit)
+
+    async def purge_expired(self, now: datetime) -> int:
+        self._check()
+        return await self.inner.purge_expired(now)
