@@ -11,6 +11,8 @@ from aiohttp import web
 from app.config import Settings
 from app.main import create_app
 
+SOCKET_HANDLERS_GRACE_SECONDS = 2.0
+
 
 def parse_flags(argv: list[str] | None = None) -> dict[str, str]:
     """Every setting as a flag (`--port 5001`, `--mongodb-uri ...`), overriding the environment."""
@@ -37,7 +39,14 @@ def main() -> None:
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     logging.getLogger(__name__).info("listening on http://%s:%s", settings.host, settings.port)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        # Sockets are closed by the app itself; this only bounds waiting for their handlers.
+        shutdown_timeout=SOCKET_HANDLERS_GRACE_SECONDS,
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     save_max_delay_seconds: float = Field(default=10.0, ge=0)
     purge_interval_seconds: float = Field(default=60.0, gt=0)
     room_idle_seconds: float = Field(default=600.0, ge=0)
+    reconnect_grace_seconds: float = Field(default=30.0, ge=0)
     chat_store_timeout_seconds: float = Field(default=5.0, gt=0)
     store_retry_max_seconds: float = Field(default=5.0, gt=0)
     store_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import socketio
+from pydantic import ValidationError
 
 from app.errors import DomainError, NotInRoom
 from app.models import (
@@ -17,6 +19,7 @@ from app.models import (
     JoinRoom,
     LanguageChange,
     Limits,
+    ReconnectOffset,
     RoomEvent,
     SendCodeState,
     iso,
@@ -53,8 +56,22 @@ class Broadcaster:
     ) -> None:
         await self.sio.emit(event, data, room=room_id, skip_sid=skip)
 
+    async def _send(
+        self, event: str, data: object, room: Room, skip: str | None, to: str | None
+    ) -> None:
+        """To one socket when `to` is given, else to the room but `skip`."""
+        if to is not None:
+            await self.sio.emit(event, data, to=to)
+        else:
+            await self.to_room(event, data, room.room_id, skip)
+
     async def code_update(
-        self, room: Room, author: Member | None, at: datetime, skip: str | None
+        self,
+        room: Room,
+        author: Member | None,
+        at: datetime,
+        skip: str | None = None,
+        to: str | None = None,
     ) -> None:
         payload = {
             "code": room.code,
@@ -64,20 +81,23 @@ class Broadcaster:
             "timestamp": iso(at),
             "version": room.version,
         }
-        await self.to_room("codeUpdate", payload, room.room_id, skip)
+        await self._send("codeUpdate", payload, room, skip, to)
 
-    async def language_update(self, room: Room, author: Member | None, skip: str | None) -> None:
+    async def language_update(
+        self, room: Room, author: Member | None, skip: str | None = None, to: str | None = None
+    ) -> None:
         payload = {
             "language": room.language,
             "userId": author.sid if author else None,
             "userName": author.name if author else "server",
             "version": room.version,
         }
-        await self.to_room("languageUpdate", payload, room.room_id, skip)
+        await self._send("languageUpdate", payload, room, skip, to)
 
     async def departure(self, departure: Departure) -> None:
         room, member = departure.room, departure.member
-        await self.sio.leave_room(member.sid, room.room_id)
+        with contextlib.suppress(KeyError, ValueError):  # the socket may be gone already
+            await self.sio.leave_room(member.sid, room.room_id)
         await self.to_room("roomUsers", user_list(room), room.room_id)
         await self.to_room(
             "userLeft",
@@ -94,6 +114,15 @@ class Broadcaster:
         await self.to_room("sessionSaved", payload, room_id)
 
 
+def _offset_from_auth(auth: object) -> ReconnectOffset | None:
+    if not isinstance(auth, dict):
+        return None
+    try:
+        return ReconnectOffset.model_validate(auth)
+    except ValidationError:
+        return None
+
+
 class SocketEvents:
     """One handler per client event; each validates, calls one domain method, then emits."""
 
@@ -102,6 +131,7 @@ class SocketEvents:
         self.rooms = rooms
         self.limits = limits
         self.send = Broadcaster(sio)
+        self.offsets: dict[str, ReconnectOffset] = {}  # from the connection's `auth`
 
     def register(self) -> None:
         handlers: dict[str, Handler] = {
@@ -118,7 +148,9 @@ class SocketEvents:
         }
         for event, handler in handlers.items():
             self.sio.on(event, self._guarded(event, handler))
+        self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
+        self.rooms.on_departed = self.send.departure
 
     def _guarded(self, event: str, handler: Handler) -> Callable[..., Awaitable[Json | None]]:
         async def handle(sid: str, *args: object) -> Json | None:
@@ -136,6 +168,11 @@ class SocketEvents:
         await self.sio.emit("error", {"event": event, "code": code, "message": message}, to=sid)
         return {"ok": False, "error": {"code": code, "message": message}}
 
+    async def on_connect(self, sid: str, environ: object, auth: object = None) -> None:
+        offset = _offset_from_auth(auth)
+        if offset is not None:
+            self.offsets[sid] = offset
+
     async def on_join_room(self, sid: str, data: object) -> Json:
         payload = parse(JoinRoom, data, self.limits)
         arrival = await self.rooms.join(sid, payload.roomId, payload.userName, payload.userId)
@@ -147,17 +184,40 @@ class SocketEvents:
             await self.sio.emit("roomUsers", user_list(room), to=sid)
         else:
             await self.send.to_room("roomUsers", user_list(room), room.room_id)
-            await self.send.to_room(
-                "userJoined",
-                {
-                    "userId": sid,
-                    "userName": arrival.member.name,
-                    "message": f"{arrival.member.name} joined the room",
-                },
-                room.room_id,
-                skip=sid,
-            )
+        if not arrival.repeated and not arrival.resumed:
+            name = arrival.member.name
+            joined = {"userId": sid, "userName": name, "message": f"{name} joined the room"}
+            await self.send.to_room("userJoined", joined, room.room_id, skip=sid)
+        last_seen = self._last_seen(sid, payload)
+        if last_seen is not None:
+            await self._replay(sid, room, last_seen)
         return {"ok": True, "version": room.version, "code": room.code, "language": room.language}
+
+    def _last_seen(self, sid: str, payload: JoinRoom) -> int | None:
+        offset = self.offsets.pop(sid, None)
+        if payload.lastSeenVersion is not None:
+            return payload.lastSeenVersion
+        if offset is not None and offset.roomId == payload.roomId:
+            return offset.offset
+        return None
+
+    async def _replay(self, sid: str, room: Room, last_seen: int) -> None:
+        """Send the rejoining socket what it missed: chat in order, then code and language."""
+        missed = await self.rooms.missed(room, last_seen)
+        for message in missed.messages:
+            wire = {
+                "id": message.id,
+                "message": message.message,
+                "userId": message.user_id,
+                "userName": message.user_name,
+                "timestamp": iso(message.timestamp),
+            }
+            replayed = {"message": wire, "version": message.version}
+            await self.sio.emit("newMessage", replayed, to=sid)
+        if missed.code_changed:
+            await self.send.code_update(room, None, room.last_activity, to=sid)
+        if missed.language_changed:
+            await self.send.language_update(room, None, to=sid)
 
     async def on_leave_room(self, sid: str, data: object) -> Json:
         parse(RoomEvent, data, self.limits)
@@ -167,9 +227,20 @@ class SocketEvents:
         return {"ok": True}
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
-        departure = self.rooms.leave(sid)
-        if departure is not None:
-            await self.send.departure(departure)
+        self.offsets.pop(sid, None)
+        temporary = reason in (
+            self.sio.reason.PING_TIMEOUT,
+            self.sio.reason.TRANSPORT_CLOSE,
+            self.sio.reason.TRANSPORT_ERROR,
+        )
+        gone = self.rooms.disconnect(sid, temporary=temporary)
+        if isinstance(gone, Departure):
+            await self.send.departure(gone)
+        elif gone is not None:
+            room_id = self.rooms.room_of[sid]
+            await self.send.to_room(
+                "userTemporarilyDisconnected", {"userId": sid, "userName": gone.name}, room_id
+            )
 
     async def on_request_code_state(self, sid: str, data: object) -> Json:
         payload = parse(RoomEvent, data, self.limits)

@@ -118,6 +118,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
             idle_seconds=settings.room_idle_seconds,
             max_clients=settings.max_clients_per_room,
             chat_timeout=settings.chat_store_timeout_seconds,
+            reconnect_grace=settings.reconnect_grace_seconds,
         ),
     )
     limits = limits_from(settings)
@@ -156,11 +157,13 @@ async def _disconnect_clients(app: web.Application) -> None:
     """Close every socket (each departure makes its room write at once), bounded in time."""
     sio = app[SIO_KEY]
     await sio.shutdown()
-    if sio.eio.sockets:
-        try:
-            await asyncio.wait_for(sio.eio.disconnect(), CLOSE_SOCKETS_SECONDS)
-        except TimeoutError:
-            log.warning("shutdown: some clients did not close in %s s", CLOSE_SOCKETS_SECONDS)
+    closing = [
+        asyncio.create_task(sio.eio.disconnect(eio_sid)) for eio_sid in list(sio.eio.sockets)
+    ]
+    if closing:
+        _, late = await asyncio.wait(closing, timeout=CLOSE_SOCKETS_SECONDS)
+        if late:
+            log.warning("shutdown: %d clients did not close in time", len(late))
 
 
 async def _purge_periodically(store: SessionStore, interval: float) -> None:

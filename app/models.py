@@ -131,6 +131,12 @@ class JoinRoom(RoomEvent):
     lastSeenVersion: Version | None = None
 
 
+class ReconnectOffset(RoomEvent):
+    """Socket.IO `auth` of a reconnecting client: the highest version it saw in `roomId`."""
+
+    offset: Version
+
+
 class SendCodeState(RoomEvent):
     code: Code
     language: Language | None = None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.errors import (
     NotInRoom,
@@ -39,6 +40,7 @@ class RoomSettings:
     idle_seconds: float
     max_clients: int
     chat_timeout: float
+    reconnect_grace: float = 0.0
     history_versions: int = 100
     history_seconds: float = 30.0
 
@@ -55,6 +57,20 @@ class Arrival:
     member: Member
     left: Departure | None  # the room this socket was in before, if another
     repeated: bool  # the socket was already in this room
+    resumed: bool = False  # it replaced a socket of the same user within the reconnect grace
+
+
+@dataclass(frozen=True)
+class Missed:
+    """What a reconnecting client missed since the version it last saw."""
+
+    messages: list[ChatRecord]
+    code_changed: bool
+    language_changed: bool
+
+
+DepartureCallback = Callable[[Departure], Coroutine[Any, Any, None]]
+MAX_REPLAY = 1000  # chat messages replayed to one reconnecting client at the most
 
 
 class Rooms:
@@ -76,6 +92,9 @@ class Rooms:
         self._loading: dict[str, asyncio.Future[Room | None]] = {}
         self._joining: dict[str, asyncio.Future[None]] = {}
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
+        self._grace_timers: dict[str, asyncio.TimerHandle] = {}  # sid of an away member
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_departed: DepartureCallback | None = None
 
     # -- loading ---------------------------------------------------------------
 
@@ -161,16 +180,61 @@ class Rooms:
         if current is not None:
             current.name = name
             return Arrival(room=room, member=current, left=None, repeated=True)
-        if len(room.members) >= self.settings.max_clients:
+        away = self._away_member(room, user_id)
+        if away is None and len(room.members) >= self.settings.max_clients:
             raise RoomFull(f"Room {room.room_id} is full ({self.settings.max_clients} clients)")
         left = self.leave(sid)
+        if away is not None:
+            self._drop(room, away.sid)
         member = room.add_member(sid, name, user_id, now)
+        if away is not None:
+            member.joined_at = away.joined_at
         self.room_of[sid] = room.room_id
         self._cancel_unload(room.room_id)
         self.writer.changed(room)
-        return Arrival(room=room, member=member, left=left, repeated=False)
+        return Arrival(room=room, member=member, left=left, repeated=False, resumed=bool(away))
+
+    def _away_member(self, room: Room, user_id: str | None) -> Member | None:
+        if user_id is None:
+            return None
+        for member in room.members.values():
+            if member.user_id == user_id and member.sid in self._grace_timers:
+                return member
+        return None
+
+    def _drop(self, room: Room, sid: str) -> None:
+        """Forget an away socket that its user's new socket replaces (no departure)."""
+        self._grace_timers.pop(sid).cancel()
+        self.room_of.pop(sid, None)
+        room.members.pop(sid, None)
+        room.history.forget(sid)
+
+    def disconnect(self, sid: str, *, temporary: bool) -> Departure | Member | None:
+        """A socket closed. Deliberate: leave now. Dropped: keep the member for the grace
+        delay and return it (away); a later departure is reported through `on_departed`."""
+        room_id = self.room_of.get(sid)
+        room = self.rooms.get(room_id) if room_id else None
+        member = room.members.get(sid) if room else None
+        if not temporary or self.settings.reconnect_grace <= 0 or member is None:
+            return self.leave(sid)
+        loop = asyncio.get_running_loop()
+        self._grace_timers[sid] = loop.call_later(
+            self.settings.reconnect_grace, self._grace_over, sid
+        )
+        return member
+
+    def _grace_over(self, sid: str) -> None:
+        self._grace_timers.pop(sid, None)
+        departure = self.leave(sid)
+        if departure is not None and self.on_departed is not None:
+            task = asyncio.create_task(self.on_departed(departure))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def leave(self, sid: str) -> Departure | None:
+        timer = self._grace_timers.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
         room_id = self.room_of.pop(sid, None)
         room = self.rooms.get(room_id) if room_id else None
         if room is None:
@@ -263,9 +327,49 @@ class Rooms:
         del self.rooms[room_id]
 
     def close(self) -> None:
+        """Stop every timer; away members leave now (their rooms then write at once)."""
+        for sid in list(self._grace_timers):
+            self.leave(sid)
         for timer in self._unload_timers.values():
             timer.cancel()
         self._unload_timers.clear()
+
+    def counts(self) -> dict[str, int]:
+        """How many rooms, sockets, timers and tasks are held (for metrics and leak tests)."""
+        return {
+            "rooms": len(self.rooms),
+            "sockets": len(self.room_of),
+            "unload_timers": len(self._unload_timers),
+            "grace_timers": len(self._grace_timers),
+            "tasks": len(self._tasks),
+            "loading": len(self._loading),
+            "pending_writes": self.writer.pending_rooms(),
+        }
+
+    # -- reconnects ------------------------------------------------------------
+
+    async def missed(self, room: Room, last_seen: int) -> Missed:
+        """Chat after `last_seen` (oldest first) and whether code or language changed since."""
+        messages: list[ChatRecord] = []
+        before: int | None = None
+        while len(messages) < MAX_REPLAY:
+            try:
+                page = await self.store.list_messages(room.room_id, before=before, limit=200)
+            except StoreError:
+                page = []  # the outbox below still holds what is not stored
+            newer = [m for m in page if m.version > last_seen]
+            messages[:0] = newer
+            if len(newer) < len(page) or len(page) < 200:
+                break
+            before = page[0].version
+        known = {m.version for m in messages}
+        messages += [m for m in room.outbox if m.version > last_seen and m.version not in known]
+        messages.sort(key=lambda m: m.version)
+        return Missed(
+            messages=messages[-MAX_REPLAY:],
+            code_changed=room.code_version > last_seen,
+            language_changed=room.language_version > last_seen,
+        )
 
     # -- sessions (REST) -------------------------------------------------------
 

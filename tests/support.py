@@ -53,11 +53,13 @@ class RunningServer:
         return self.app[WRITER_KEY]
 
     async def http(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(method, self.url + path, **kwargs) as response:
-                if response.content_type == "application/json":
-                    return response.status, await response.json()
-                return response.status, await response.text()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.url + path, **kwargs) as response,
+        ):
+            if response.content_type == "application/json":
+                return response.status, await response.json()
+            return response.status, await response.text()
 
 
 @asynccontextmanager
@@ -65,7 +67,7 @@ async def running_server(
     settings: Settings, store: SessionStore | None = None
 ) -> AsyncIterator[RunningServer]:
     app = create_app(settings, store)
-    runner = web.AppRunner(app, shutdown_timeout=5)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -111,11 +113,11 @@ class Client:
         payload = {"roomId": room_id, "userName": name, "userId": user_id, **extra}
         return await self.call("joinRoom", payload)
 
-    async def next(self, event: str, count: int = 1, timeout: float = WAIT) -> Any:
+    async def next(self, event: str, count: int = 1, within: float = WAIT) -> Any:
         """Wait until `count` events of this name have arrived; the last of them."""
         async with self._arrived:
             await asyncio.wait_for(
-                self._arrived.wait_for(lambda: len(self.events[event]) >= count), timeout
+                self._arrived.wait_for(lambda: len(self.events[event]) >= count), within
             )
             return self.events[event][count - 1]
 
@@ -129,8 +131,9 @@ class Client:
 
 
 @asynccontextmanager
-async def clients(url: str, count: int, transports: list[str] | None = None
-                  ) -> AsyncIterator[list[Client]]:
+async def clients(
+    url: str, count: int, transports: list[str] | None = None
+) -> AsyncIterator[list[Client]]:
     made = [Client(transports) for _ in range(count)]
     try:
         for client in made:

@@ -140,15 +140,17 @@ class MongoSessionStore:
     async def save(self, record: SessionRecord) -> bool:
         doc = _session_document(record)
         lag = min(MAX_CHAT_EXPIRY_LAG, (record.expires_at - record.last_activity) / 100)
+        not_newer = {"roomId": record.room_id, "version": {"$lte": record.version}}
         try:
-            result = await self.sessions.update_one(
-                {"roomId": record.room_id, "version": {"$lte": record.version}}, {"$set": doc}
-            )
+            result = await self.sessions.update_one(not_newer, {"$set": doc})
             if result.matched_count == 0:
                 try:
-                    await self.sessions.insert_one(doc)
+                    await self.sessions.insert_one(dict(doc))  # insert_one adds an _id
                 except DuplicateKeyError:
-                    return False  # a newer version is stored
+                    # Another writer inserted the room since; ours still wins unless older.
+                    result = await self.sessions.update_one(not_newer, {"$set": doc})
+                    if result.matched_count == 0:
+                        return False  # a newer version is stored
             await self.messages.update_many(
                 {"roomId": record.room_id, "expiresAt": {"$lt": record.expires_at - lag}},
                 {"$set": {"expiresAt": record.expires_at}},
@@ -158,6 +160,8 @@ class MongoSessionStore:
         return True
 
     async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
+        if not messages:
+            return  # insert_many refuses an empty batch (TypeError)
         docs = [
             {
                 "roomId": m.room_id,
