@@ -43,15 +43,38 @@ class Settings(BaseSettings):
     max_clients_per_room: int = Field(default=50, ge=1)
     messages_page_size: int = Field(default=200, ge=1)
 
+    rate_code_per_second: float = Field(default=60.0, gt=0)
+    rate_code_burst: float = Field(default=120.0, ge=1)
+    rate_chat_per_second: float = Field(default=5.0, gt=0)
+    rate_chat_burst: float = Field(default=10.0, ge=1)
+    rate_cursor_per_second: float = Field(default=30.0, gt=0)
+    rate_cursor_burst: float = Field(default=30.0, ge=1)
+    rate_join_per_second: float = Field(default=10.0, gt=0)
+    rate_join_burst: float = Field(default=10.0, ge=1)
+    flood_disconnect_seconds: float = Field(default=10.0, gt=0)
+    max_connections_per_address: int = Field(default=200, ge=1)
+    new_connections_per_minute: int = Field(default=600, ge=1)
+    rest_requests_per_minute: int = Field(default=600, ge=1)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     websocket_compression: bool = False
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def event_rates(self) -> dict[str, tuple[float, float]]:
+        """Per event family: (events per second, burst)."""
+        return {
+            "code": (self.rate_code_per_second, self.rate_code_burst),
+            "chat": (self.rate_chat_per_second, self.rate_chat_burst),
+            "cursor": (self.rate_cursor_per_second, self.rate_cursor_burst),
+            "join": (self.rate_join_per_second, self.rate_join_burst),
+        }
 
     def allowed_origins(self) -> list[str] | str:
         """The CORS origins, `*` standing for any; FRONTEND_URL is always allowed."""

@@ -26,6 +26,7 @@ from app.models import (
 )
 from app.room import Member, Room
 from app.rooms import Departure, Rooms
+from app.throttle import EVENT_FAMILIES, ConnectionGuard, ConnectionThrottle, Verdict
 from app.validation import parse
 
 log = logging.getLogger(__name__)
@@ -126,12 +127,21 @@ def _offset_from_auth(auth: object) -> ReconnectOffset | None:
 class SocketEvents:
     """One handler per client event; each validates, calls one domain method, then emits."""
 
-    def __init__(self, sio: socketio.AsyncServer, rooms: Rooms, limits: Limits) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        rooms: Rooms,
+        limits: Limits,
+        guard: ConnectionGuard,
+    ) -> None:
         self.sio = sio
         self.rooms = rooms
         self.limits = limits
+        self.guard = guard
         self.send = Broadcaster(sio)
         self.offsets: dict[str, ReconnectOffset] = {}  # from the connection's `auth`
+        self.throttles: dict[str, ConnectionThrottle] = {}
+        self.addresses: dict[str, str] = {}
 
     def register(self) -> None:
         handlers: dict[str, Handler] = {
@@ -154,6 +164,11 @@ class SocketEvents:
 
     def _guarded(self, event: str, handler: Handler) -> Callable[..., Awaitable[Json | None]]:
         async def handle(sid: str, *args: object) -> Json | None:
+            throttle = self.throttles.get(sid)
+            if throttle is not None:
+                verdict = await throttle.admit(event)
+                if verdict is not Verdict.ALLOW:
+                    return await self._throttled(sid, event, verdict)
             try:
                 return await handler(sid, args[0] if args else None)
             except DomainError as error:
@@ -164,11 +179,27 @@ class SocketEvents:
 
         return handle
 
+    async def _throttled(self, sid: str, event: str, verdict: Verdict) -> Json:
+        message = f"Too many {EVENT_FAMILIES[event]} events; slow down"
+        if verdict is Verdict.DISCONNECT:
+            await self._refuse(sid, event, "flooding", "Still flooding; disconnecting")
+            await self.sio.disconnect(sid)
+        elif verdict is Verdict.WARN:
+            return await self._refuse(sid, event, "rate_limited", message)
+        return {"ok": False, "error": {"code": "rate_limited", "message": message}}
+
     async def _refuse(self, sid: str, event: str, code: str, message: str) -> Json:
         await self.sio.emit("error", {"event": event, "code": code, "message": message}, to=sid)
         return {"ok": False, "error": {"code": code, "message": message}}
 
-    async def on_connect(self, sid: str, environ: object, auth: object = None) -> None:
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        request = environ.get("aiohttp.request")
+        address = self.guard.address_of(request)
+        refusal = await self.guard.limits.connect(address)
+        if refusal is not None:
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
+        self.addresses[sid] = address
+        self.throttles[sid] = self.guard.throttle()
         offset = _offset_from_auth(auth)
         if offset is not None:
             self.offsets[sid] = offset
@@ -228,6 +259,10 @@ class SocketEvents:
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         self.offsets.pop(sid, None)
+        self.throttles.pop(sid, None)
+        address = self.addresses.pop(sid, None)
+        if address is not None:
+            self.guard.limits.disconnect(address)
         temporary = reason in (
             self.sio.reason.PING_TIMEOUT,
             self.sio.reason.TRANSPORT_CLOSE,

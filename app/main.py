@@ -17,11 +17,12 @@ from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from app.config import Settings
 from app.events import SocketEvents
-from app.middleware import cors, json_errors, security_headers
+from app.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.models import Limits, utc_now
 from app.rooms import Rooms, RoomSettings
 from app.routes import SessionRoutes
 from app.storage import SessionStore, StoreError, open_store
+from app.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
 from app.writer import DebouncedWriter
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,32 @@ def create_socketio(settings: Settings) -> socketio.AsyncServer:
     return sio
 
 
+def create_guard(settings: Settings) -> ConnectionGuard:
+    return ConnectionGuard(
+        AddressLimits(
+            max_connections=settings.max_connections_per_address,
+            connections_per_minute=settings.new_connections_per_minute,
+            requests_per_minute=settings.rest_requests_per_minute,
+        ),
+        TrustedProxies(settings.trusted_proxies),
+        {family: Rate(*rate) for family, rate in settings.event_rates().items()},
+        settings.flood_disconnect_seconds,
+    )
+
+
 def create_app(settings: Settings, store: SessionStore | None = None) -> web.Application:
     """The whole server; `store` replaces the configured one (tests inject failing stores)."""
     store = store if store is not None else open_store(settings)
     sio = create_socketio(settings)
+    guard = create_guard(settings)
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
-        middlewares=[security_headers, cors(settings.allowed_origins()), json_errors],
+        middlewares=[
+            security_headers,
+            cors(settings.allowed_origins()),
+            json_errors,
+            rest_rate_limit(guard),
+        ],
     )
     sio.attach(app)
     events_holder: dict[str, SocketEvents] = {}
@@ -122,7 +142,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         ),
     )
     limits = limits_from(settings)
-    events = SocketEvents(sio, rooms, limits)
+    events = SocketEvents(sio, rooms, limits, guard)
     events_holder["events"] = events
     events.register()
     SessionRoutes(rooms, events.send, limits).register(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from app.errors import DomainError
+from app.throttle import ConnectionGuard
 
 log = logging.getLogger(__name__)
 HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,3 +105,23 @@ async def security_headers(request: web.Request, handler: HandlerT) -> web.Strea
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
+
+
+UNLIMITED_PATHS = ("/api/health", "/api/ready", "/socket.io/")
+
+
+def rest_rate_limit(guard: ConnectionGuard) -> Middleware:
+    """REST requests per client address; health, readiness and Socket.IO are exempt."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+        if request.path.startswith(UNLIMITED_PATHS):
+            return await handler(request)
+        retry_after = await guard.limits.request(guard.address_of(request))
+        if retry_after is not None:
+            response = error_response(429, "Too many requests", "Slow down and retry later")
+            response.headers["Retry-After"] = str(math.ceil(retry_after))
+            return response
+        return await handler(request)
+
+    return middleware

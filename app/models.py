@@ -106,12 +106,20 @@ def _null_as_empty(value: object) -> object:
 
 
 Text = Annotated[StrictStr, AfterValidator(_valid_unicode)]
-RoomId = Annotated[StrictStr, AfterValidator(_room_id)]
+RoomId = Annotated[
+    StrictStr,
+    AfterValidator(_room_id),
+    Field(json_schema_extra={"pattern": "^[A-Za-z0-9_-]{1,64}$"}),
+]
 UserName = Annotated[Text, AfterValidator(_user_name)]
 UserId = Annotated[Text, AfterValidator(_user_id)]
 Code = Annotated[Text, AfterValidator(_code)]
 ChatText = Annotated[Text, AfterValidator(_chat_text)]
-Language = Annotated[StrictStr, AfterValidator(_language)]
+Language = Annotated[
+    StrictStr,
+    AfterValidator(_language),
+    Field(json_schema_extra={"pattern": "^[A-Za-z0-9+#._-]{1,32}$"}),
+]
 Version = Annotated[StrictInt, Field(ge=0)]
 
 

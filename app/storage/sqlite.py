@@ -169,7 +169,10 @@ class SqliteSessionStore:
             raise StoreError(f"SQLite: {error}") from error
 
     async def ping(self) -> None:
-        await self._fetch("SELECT count(*) FROM sessions WHERE room_id = ''", ())
+        # Take the write lock and let go: in WAL mode reads succeed even while another
+        # connection holds the file locked, so only a write attempt shows that writes fail.
+        async with self._transaction() as db:
+            await db.execute("SELECT 1")
 
     async def load(self, room_id: str) -> SessionRecord | None:
         rows = await self._fetch(LOAD_SESSION, (room_id,))

@@ -1,0 +1,146 @@
+"""Pydantic models of REST answers: routes serialise through them; OpenAPI is built from them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import ChatRecord, Participant, SessionRecord, SessionSummary, iso
+
+IsoTime = str  # ISO-8601 UTC with milliseconds and `Z`, as the original server answered
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorAnswer(Answer):
+    error: str = Field(description="A short title, such as `Session not found`")
+    message: str = Field(description="What went wrong, for people")
+
+
+class ParticipantOut(Answer):
+    userId: str | None
+    name: str
+    joinedAt: IsoTime
+    lastSeen: IsoTime
+
+    @classmethod
+    def of(cls, participant: Participant) -> ParticipantOut:
+        return cls(
+            userId=participant.user_id,
+            name=participant.name,
+            joinedAt=iso(participant.joined_at),
+            lastSeen=iso(participant.last_seen),
+        )
+
+
+class MessageOut(Answer):
+    id: str
+    version: int = Field(description="The room version this message was accepted at")
+    userId: str | None = Field(description="The app user id of the author (not a socket id)")
+    userName: str
+    message: str
+    timestamp: IsoTime
+
+    @classmethod
+    def of(cls, message: ChatRecord) -> MessageOut:
+        return cls(
+            id=message.id,
+            version=message.version,
+            userId=message.user_id,
+            userName=message.user_name,
+            message=message.message,
+            timestamp=iso(message.timestamp),
+        )
+
+
+class SessionOut(Answer):
+    roomId: str
+    code: str
+    language: str
+    version: int = Field(description="Grows with every accepted change of code, language or chat")
+    creatorName: str | None
+    creatorUserId: str | None
+    participants: list[ParticipantOut]
+    messages: list[MessageOut] = Field(description="A page of chat, oldest first")
+    createdAt: IsoTime
+    expiresAt: IsoTime
+    lastActivity: IsoTime
+
+    @classmethod
+    def of(cls, record: SessionRecord, messages: list[ChatRecord]) -> SessionOut:
+        return cls(
+            roomId=record.room_id,
+            code=record.code,
+            language=record.language,
+            version=record.version,
+            creatorName=record.creator_name,
+            creatorUserId=record.creator_user_id,
+            participants=[ParticipantOut.of(p) for p in record.participants],
+            messages=[MessageOut.of(m) for m in messages],
+            createdAt=iso(record.created_at),
+            expiresAt=iso(record.expires_at),
+            lastActivity=iso(record.last_activity),
+        )
+
+
+class SessionAnswer(Answer):
+    success: Literal[True] = True
+    session: SessionOut
+
+
+class CreatedSession(Answer):
+    roomId: str
+    expiresAt: IsoTime
+    createdAt: IsoTime
+
+
+class CreatedAnswer(Answer):
+    success: Literal[True] = True
+    message: str
+    session: CreatedSession
+
+
+class DoneAnswer(Answer):
+    success: Literal[True] = True
+    message: str
+
+
+class SummaryOut(Answer):
+    roomId: str
+    creatorName: str | None
+    participantCount: int
+    language: str
+    createdAt: IsoTime
+    expiresAt: IsoTime
+    lastActivity: IsoTime
+
+    @classmethod
+    def of(cls, summary: SessionSummary) -> SummaryOut:
+        return cls(
+            roomId=summary.room_id,
+            creatorName=summary.creator_name,
+            participantCount=summary.participant_count,
+            language=summary.language,
+            createdAt=iso(summary.created_at),
+            expiresAt=iso(summary.expires_at),
+            lastActivity=iso(summary.last_activity),
+        )
+
+
+class UserSessionsAnswer(Answer):
+    success: Literal[True] = True
+    sessions: list[SummaryOut]
+
+
+class HealthAnswer(Answer):
+    status: Literal["OK"] = "OK"
+    message: str
+    timestamp: IsoTime
+
+
+class ReadyAnswer(Answer):
+    status: Literal["ready", "unavailable"]
+    reason: str | None = None

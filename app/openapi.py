@@ -1,0 +1,116 @@
+"""The OpenAPI 3.1 document of the REST API, built from the pydantic models the routes use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from app.api_models import (
+    CreatedAnswer,
+    DoneAnswer,
+    ErrorAnswer,
+    HealthAnswer,
+    ReadyAnswer,
+    SessionAnswer,
+    UserSessionsAnswer,
+)
+from app.models import CreateSessionBody, Limits, UpdateSessionBody
+
+REF = "#/components/schemas/{model}"
+ROOM_ID = {
+    "name": "roomId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+}
+COMMON_ERRORS = {
+    "400": "Malformed JSON, an invalid body or a malformed id",
+    "413": "The body is over the size limit",
+    "415": "The body is not application/json",
+    "429": "Too many requests from this address (see Retry-After)",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*codes: str, **extra: str) -> dict[str, Any]:
+    described = {code: COMMON_ERRORS[code] for code in codes} | extra
+    return {code: _json(ErrorAnswer, text) for code, text in described.items()}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def openapi_document(limits: Limits) -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        CreateSessionBody, UpdateSessionBody, ErrorAnswer, SessionAnswer, CreatedAnswer,
+        DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
+    ]  # fmt: skip
+    bodies = (CreateSessionBody, UpdateSessionBody)
+    _, schemas = models_json_schema(
+        [(model, "validation" if model in bodies else "serialization") for model in models],
+        ref_template=REF,
+    )
+    not_found = {"404": "No such session"}
+    paths: dict[str, Any] = {
+        "/api/sessions/create": {"post": {
+            "summary": "Create a session (or complete one its creator's join made)",
+            "requestBody": _body(CreateSessionBody),
+            "responses": {"201": _json(CreatedAnswer, "Created")}
+            | _errors("400", "413", "415", "429"),
+        }},
+        "/api/sessions/{roomId}": {
+            "parameters": [ROOM_ID],
+            "get": {
+                "summary": "A session with a page of its chat (most recent first page)",
+                "parameters": [
+                    {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                ],
+                "responses": {"200": _json(SessionAnswer, "The session")}
+                | _errors("400", "429", **not_found, **{"410": "Expired (and now deleted)"}),
+            },
+            "delete": {
+                "summary": "Delete a session and its chat",
+                "responses": {"200": _json(DoneAnswer, "Deleted")}
+                | _errors("400", "429", **not_found),
+            },
+        },
+        "/api/sessions/{roomId}/update": {"parameters": [ROOM_ID], "post": {
+            "summary": "Update code, language or participants (through the live room)",
+            "requestBody": _body(UpdateSessionBody),
+            "responses": {"200": _json(DoneAnswer, "Updated")}
+            | _errors("400", "413", "415", "429", **not_found),
+        }},
+        "/api/sessions/user/{userId}": {"get": {
+            "summary": "A user's ten most recently active sessions",
+            "parameters": [{"name": "userId", "in": "path", "required": True,
+                            "schema": {"type": "string", "maxLength": limits.max_user_id_length}}],
+            "responses": {"200": _json(UserSessionsAnswer, "Sessions, newest activity first")}
+            | _errors("400", "429"),
+        }},
+        "/api/health": {"get": {
+            "summary": "Liveness", "responses": {"200": _json(HealthAnswer, "Serving")},
+        }},
+        "/api/ready": {"get": {
+            "summary": "Readiness: the store answers",
+            "responses": {"200": _json(ReadyAnswer, "Ready"),
+                          "503": _json(ReadyAnswer, "The store is unavailable")},
+        }},
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Collaborative code editing server", "version": "1.0.0"},
+        "paths": paths,
+        "components": {"schemas": schemas["$defs"]},
+    }
