@@ -21,6 +21,7 @@ from app.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.models import Limits, utc_now
 from app.rooms import Rooms, RoomSettings
 from app.routes import SessionRoutes
+from app.sessions import Sessions
 from app.storage import SessionStore, StoreError, open_store
 from app.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
 from app.writer import DebouncedWriter
@@ -145,7 +146,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     events = SocketEvents(sio, rooms, limits, guard)
     events_holder["events"] = events
     events.register()
-    SessionRoutes(rooms, events.send, limits).register(app)
+    SessionRoutes(Sessions(rooms), events.send, limits).register(app)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app.cleanup_ctx.append(_lifecycle(settings))
     app.on_shutdown.append(_disconnect_clients)

@@ -12,7 +12,6 @@ from typing import Any
 from app.errors import (
     NotInRoom,
     RoomFull,
-    SessionExists,
     SessionExpired,
     SessionNotFound,
     StoreUnavailable,
@@ -23,7 +22,6 @@ from app.models import (
     DEFAULT_LANGUAGE,
     ChatRecord,
     SessionRecord,
-    SessionSummary,
     utc_now,
 )
 from app.room import CodeApplied, Member, Room
@@ -371,110 +369,23 @@ class Rooms:
             language_changed=room.language_version > last_seen,
         )
 
-    # -- sessions (REST) -------------------------------------------------------
+    # -- used by sessions (REST) ---------------------------------------------
 
-    async def create(
-        self,
-        room_id: str,
-        creator_name: str,
-        creator_user_id: str | None,
-        code: str | None,
-        language: str | None,
-    ) -> Room:
-        """Create a session, or complete one its creator's join already made."""
-        room = await self.open(room_id, create=True)
-        if room.creator_name is not None:
-            raise SessionExists(f"Session {room_id} already exists")
-        now = self.clock()
-        room.creator_name = creator_name
-        room.creator_user_id = creator_user_id
-        if room.version == 0:  # nothing typed yet: the creator's initial state applies
-            room.replace(code, language, now)
-        room.add_participants([(creator_user_id, creator_name)], now)
-        await self.persist(room)
-        return room
+    async def load_record(self, room_id: str) -> SessionRecord | None:
+        return await self._load_record(room_id)
 
-    async def persist(self, room: Room) -> None:
-        if not await self.writer.flush(room, within=self.settings.chat_timeout):
-            raise StoreUnavailable("The session store did not answer in time; retrying")
-
-    async def delete(self, room_id: str) -> Room | None:
-        """Delete the stored session; a live room is dropped. The dropped room, if any."""
+    def detach(self, room_id: str) -> Room | None:
+        """Take a live room out of memory (its session is being deleted)."""
         room = self.rooms.pop(room_id, None)
         self._cancel_unload(room_id)
         if room is not None:
             for sid in room.members:
                 self.room_of.pop(sid, None)
-        try:
-            deleted = await self.store.delete(room_id)
-        except StoreError as error:
-            if room is not None:
-                self.rooms[room_id] = room  # nothing lost: the room stays as it was
-                for sid in room.members:
-                    self.room_of[sid] = room_id
-            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
-        if room is None and not deleted:
-            raise SessionNotFound(f"Session {room_id} not found")
-        if room is not None:
-            self.writer.forget(room_id)
         return room
 
-    async def sessions_of(self, user_id: str, *, limit: int) -> list[SessionSummary]:
-        """The user's unexpired sessions, as creator or participant, newest activity first."""
-        try:
-            return await self.store.list_for_user(user_id, now=self.clock(), limit=limit)
-        except StoreError as error:
-            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
-
-    async def store_problem(self, *, within: float) -> str | None:
-        """None when the store answers within `timeout`, else what is wrong."""
-        try:
-            await asyncio.wait_for(self.store.ping(), within)
-        except StoreError as error:
-            return str(error)
-        except TimeoutError:
-            return f"the store did not answer within {within} s"
-        return None
-
-    async def session(
-        self, room_id: str, *, before: int | None, limit: int
-    ) -> tuple[SessionRecord, list[ChatRecord]]:
-        """A session as it is now (live state first) with a page of its chat, oldest first."""
-        room = self.rooms.get(room_id)
-        if room is None:
-            record = await self._load_record(room_id)
-            if record is None:
-                raise SessionNotFound(f"Session {room_id} not found")
-        else:
-            record = room.snapshot()
-        try:
-            messages = await self.store.list_messages(room_id, before=before, limit=limit)
-        except StoreError as error:
-            if room is None:
-                raise StoreUnavailable(f"The session store is unavailable: {error}") from error
-            messages = []
-        if room is not None and room.outbox:
-            stored = {m.version for m in messages}
-            unsaved = [
-                m
-                for m in room.outbox
-                if m.version not in stored and (before is None or m.version < before)
-            ]
-            messages = sorted(messages + unsaved, key=lambda m: m.version)[-limit:]
-        return record, messages
-
-    async def update(
-        self,
-        room_id: str,
-        code: str | None,
-        language: str | None,
-        participants: list[tuple[str | None, str]],
-    ) -> tuple[Room, bool, bool]:
-        """Apply a REST update through the live room; which of code and language changed."""
-        room = await self.open(room_id, create=False)
-        now = self.clock()
-        code_changed, language_changed = room.replace(code, language, now)
-        if participants:
-            room.add_participants(participants, now)
-        await self.persist(room)
-        return room, code_changed, language_changed
+    def reattach(self, room: Room) -> None:
+        """Put back a room whose deletion failed: nothing is lost."""
+        self.rooms[room.room_id] = room
+        for sid in room.members:
+            self.room_of[sid] = room.room_id
+        self._schedule_unload(room)

@@ -31,7 +31,7 @@ from app.models import (
     utc_now,
 )
 from app.openapi import openapi_document
-from app.rooms import Rooms
+from app.sessions import Sessions
 from app.validation import describe, parse
 
 USER_SESSIONS_LIMIT = 10
@@ -45,8 +45,8 @@ def answer(model: Answer, status: int = 200) -> web.Response:
 class SessionRoutes:
     """Handlers of /api/*; a live room is always read and changed through memory first."""
 
-    def __init__(self, rooms: Rooms, send: Broadcaster, limits: Limits) -> None:
-        self.rooms = rooms
+    def __init__(self, sessions: Sessions, send: Broadcaster, limits: Limits) -> None:
+        self.sessions = sessions
         self.send = send
         self.limits = limits
 
@@ -85,7 +85,7 @@ class SessionRoutes:
         )
 
     async def ready(self, request: web.Request) -> web.Response:
-        reason = await self.rooms.store_problem(within=READY_TIMEOUT_SECONDS)
+        reason = await self.sessions.store_problem(within=READY_TIMEOUT_SECONDS)
         if reason is not None:
             return answer(ReadyAnswer(status="unavailable", reason=reason), status=503)
         return answer(ReadyAnswer(status="ready"))
@@ -97,7 +97,7 @@ class SessionRoutes:
                 400, "Missing required fields", "roomId and creatorName are required"
             )
         body = parse(CreateSessionBody, data, self.limits)
-        room = await self.rooms.create(
+        room = await self.sessions.create(
             body.roomId, body.creatorName, body.creatorUserId, body.code, body.language
         )
         session = CreatedSession(
@@ -110,7 +110,9 @@ class SessionRoutes:
     async def get(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
         query = self._query(MessagesQuery, request)
-        record, messages = await self.rooms.session(room_id, before=query.before, limit=query.limit)
+        record, messages = await self.sessions.session(
+            room_id, before=query.before, limit=query.limit
+        )
         return answer(SessionAnswer(session=SessionOut.of(record, messages)))
 
     def _query(self, model: type[MessagesQuery], request: web.Request) -> MessagesQuery:
@@ -123,7 +125,7 @@ class SessionRoutes:
         room_id = self._room_id(request)
         body = parse(UpdateSessionBody, await self._json(request), self.limits)
         participants = [(p.userId, p.name) for p in body.participants or []]
-        room, code_changed, language_changed = await self.rooms.update(
+        room, code_changed, language_changed = await self.sessions.update(
             room_id, body.code, body.language, participants
         )
         if code_changed:
@@ -134,7 +136,7 @@ class SessionRoutes:
 
     async def delete(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        room = await self.rooms.delete(room_id)
+        room = await self.sessions.delete(room_id)
         if room is not None:
             await self.send.to_room("sessionDeleted", {"roomId": room_id}, room_id)
             await self.send.sio.close_room(room_id)
@@ -144,5 +146,5 @@ class SessionRoutes:
         user_id = request.match_info["userId"]
         if len(user_id) > self.limits.max_user_id_length:
             raise InvalidPayload("userId in the path is too long")
-        summaries = await self.rooms.sessions_of(user_id, limit=USER_SESSIONS_LIMIT)
+        summaries = await self.sessions.sessions_of(user_id, limit=USER_SESSIONS_LIMIT)
         return answer(UserSessionsAnswer(sessions=[SummaryOut.of(s) for s in summaries]))
