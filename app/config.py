@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     max_chat_length: int = Field(default=4000, ge=1)
     max_cursor_bytes: int = Field(default=1024, ge=2)
     max_clients_per_room: int = Field(default=50, ge=1)
-    messages_page_size: int = Field(default=200, ge=1)
 
     rate_code_per_second: float = Field(default=60.0, gt=0)
     rate_code_burst: float = Field(default=120.0, ge=1)
