@@ -97,7 +97,8 @@ class Client:
 
     @property
     def sid(self) -> str:
-        return str(self.sio.sid)
+        """The Socket.IO id the server knows this client by (in `userId` of events)."""
+        return str(self.sio.get_sid())
 
     async def connect(self, url: str, auth: Any = None) -> Client:
         await self.sio.connect(url, transports=self.transports, auth=auth, wait_timeout=WAIT)
