@@ -251,8 +251,9 @@ class SocketEvents:
             await self.send.language_update(room, None, to=sid)
 
     async def on_leave_room(self, sid: str, data: object) -> Json:
-        parse(RoomEvent, data, self.limits)
-        departure = self.rooms.leave(sid)
+        payload = parse(RoomEvent, data, self.limits)
+        # Leaving a room one is not in changes nothing (the socket stays where it is).
+        departure = self.rooms.leave(sid) if self.rooms.room_of.get(sid) == payload.roomId else None
         if departure is not None:
             await self.send.departure(departure)
         return {"ok": True}

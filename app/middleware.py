@@ -47,14 +47,9 @@ async def json_errors(request: web.Request, handler: HandlerT) -> web.StreamResp
         return await handler(request)
     except DomainError as error:
         return error_response(error.status, error.title, error.message)
-    except web.HTTPNotFound:
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        # As the original server: a path without a route for this method is not found.
         return error_response(404, "Endpoint not found", f"Cannot {request.method} {request.path}")
-    except web.HTTPMethodNotAllowed as error:
-        response = error_response(
-            405, "Method not allowed", f"Cannot {request.method} {request.path}"
-        )
-        response.headers["Allow"] = ",".join(sorted(error.allowed_methods))
-        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "Payload too large", "The request body is over the limit")
     except web.HTTPException as error:

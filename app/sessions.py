@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from app.errors import SessionExists, SessionNotFound, StoreUnavailable
-from app.models import ChatRecord, SessionRecord, SessionSummary
+from app.models import (
+    DEFAULT_CODE,
+    DEFAULT_LANGUAGE,
+    ChatRecord,
+    SessionRecord,
+    SessionSummary,
+)
 from app.room import Room
 from app.rooms import Rooms
 from app.storage import StoreError
@@ -33,8 +39,13 @@ class Sessions:
         now = self.rooms.clock()
         room.creator_name = creator_name
         room.creator_user_id = creator_user_id
-        if room.version == 0:  # nothing typed yet: the creator's initial state applies
-            room.replace(code, language, now)
+        # The creator's initial code and language apply to what nobody has changed yet (the
+        # client joins, sends languageChange and may chat before it calls create).
+        room.replace(
+            code if room.code == DEFAULT_CODE else None,
+            language if room.language == DEFAULT_LANGUAGE else None,
+            now,
+        )
         room.add_participants([(creator_user_id, creator_name)], now)
         await self.persist(room)
         return room

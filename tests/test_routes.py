@@ -1,0 +1,631 @@
+"""Every REST route of the reference protocol, with its success and error shapes exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.models import DEFAULT_CODE, DEFAULT_LANGUAGE
+from tests.support import Client, RunningServer, fast_settings, running_server
+
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+SESSION_KEYS = {
+    "roomId",
+    "code",
+    "language",
+    "participants",
+    "messages",
+    "createdAt",
+    "expiresAt",
+    "lastActivity",
+}
+SUMMARY_KEYS = {
+    "roomId",
+    "creatorName",
+    "participantCount",
+    "language",
+    "createdAt",
+    "expiresAt",
+    "lastActivity",
+}
+NOT_FOUND = "Session not found"
+
+
+def when(text: str) -> datetime:
+    assert ISO_MS.match(text), text
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def assert_error(status: int, body: Any, expected_status: int, error: str | None) -> None:
+    """`{error, message}` JSON with this status (and this `error` text when given)."""
+    assert status == expected_status, body
+    assert isinstance(body, dict), body
+    assert set(body) == {"error", "message"}, body
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["message"], str) and body["message"]
+    if error is not None:
+        assert body["error"] == error
+
+
+async def create(
+    server: RunningServer, room_id: str, name: str = "Ann", **fields: Any
+) -> dict[str, Any]:
+    status, body = await server.http(
+        "POST", "/api/sessions/create", json={"roomId": room_id, "creatorName": name, **fields}
+    )
+    assert status == 201, body
+    result: dict[str, Any] = body
+    return result
+
+
+async def get_session(server: RunningServer, room_id: str, query: str = "") -> dict[str, Any]:
+    status, body = await server.http("GET", f"/api/sessions/{room_id}{query}")
+    assert status == 200, body
+    session: dict[str, Any] = body["session"]
+    return session
+
+
+async def user_sessions(server: RunningServer, user_id: str) -> list[dict[str, Any]]:
+    status, body = await server.http("GET", f"/api/sessions/user/{user_id}")
+    assert status == 200, body
+    assert set(body) == {"success", "sessions"}
+    assert body["success"] is True
+    sessions: list[dict[str, Any]] = body["sessions"]
+    return sessions
+
+
+@asynccontextmanager
+async def member_of(server: RunningServer, room_id: str) -> AsyncIterator[Client]:
+    client = await Client().connect(server.url)
+    try:
+        assert (await client.join(room_id, "Ann", "user-ann"))["ok"] is True
+        yield client
+    finally:
+        await client.close()
+
+
+# -- POST /api/sessions/create ------------------------------------------------------------------
+
+
+async def test_create_answers_201_with_the_session_dates(server: RunningServer) -> None:
+    status, body = await server.http(
+        "POST",
+        "/api/sessions/create",
+        json={"roomId": "AB12CD34", "creatorName": "Ann", "creatorUserId": "user-ann"},
+    )
+
+    assert status == 201, body
+    assert body == {
+        "success": True,
+        "message": "Session created successfully",
+        "session": {
+            "roomId": "AB12CD34",
+            "expiresAt": body["session"]["expiresAt"],
+            "createdAt": body["session"]["createdAt"],
+        },
+    }
+    lifetime = when(body["session"]["expiresAt"]) - when(body["session"]["createdAt"])
+    assert timedelta(days=7) <= lifetime < timedelta(days=7, seconds=5)
+
+
+async def test_create_applies_defaults_when_no_code_or_language_is_given(
+    server: RunningServer,
+) -> None:
+    await create(server, "DEFAULTS")
+
+    session = await get_session(server, "DEFAULTS")
+
+    assert (session["code"], session["language"]) == (DEFAULT_CODE, DEFAULT_LANGUAGE)
+    assert session["creatorName"] == "Ann"
+    assert session["creatorUserId"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"roomId": "ROOM1"},
+        {"creatorName": "Ann"},
+        {"roomId": "", "creatorName": "Ann"},
+        {"roomId": "ROOM1", "creatorName": ""},
+        {"roomId": None, "creatorName": "Ann"},
+    ],
+    ids=["empty", "no-name", "no-room", "empty-room", "empty-name", "null-room"],
+)
+async def test_create_without_required_fields_answers_400(
+    server: RunningServer, body: dict[str, Any]
+) -> None:
+    status, answer = await server.http("POST", "/api/sessions/create", json=body)
+
+    assert_error(status, answer, 400, "Missing required fields")
+    assert await user_sessions(server, "user-ann") == []
+
+
+async def test_create_twice_answers_400_and_keeps_the_first_session(
+    server: RunningServer,
+) -> None:
+    await create(server, "TAKEN", "Ann", creatorUserId="user-ann", code="first")
+
+    status, body = await server.http(
+        "POST",
+        "/api/sessions/create",
+        json={"roomId": "TAKEN", "creatorName": "Eve", "creatorUserId": "eve", "code": "mine"},
+    )
+
+    assert_error(status, body, 400, "Session already exists")
+    session = await get_session(server, "TAKEN")
+    assert (session["creatorName"], session["creatorUserId"]) == ("Ann", "user-ann")
+    assert session["code"] == "first"
+    assert await user_sessions(server, "eve") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"roomId": "bad room!", "creatorName": "Ann"},
+        {"roomId": {"$gt": ""}, "creatorName": "Ann"},
+        {"roomId": 12345, "creatorName": "Ann"},
+        {"roomId": "ROOM1", "creatorName": ["Ann"]},
+        {"roomId": "ROOM1", "creatorName": "Ann", "code": 42},
+        {"roomId": "ROOM1", "creatorName": "Ann", "language": "no spaces"},
+        ["ROOM1", "Ann"],
+        "ROOM1",
+    ],
+    ids=[
+        "room-chars",
+        "room-object",
+        "room-number",
+        "name-array",
+        "code-number",
+        "language-malformed",
+        "array-body",
+        "string-body",
+    ],
+)
+async def test_create_with_malformed_fields_answers_400_json(
+    server: RunningServer, body: Any
+) -> None:
+    status, answer = await server.http("POST", "/api/sessions/create", json=body)
+
+    assert_error(status, answer, 400, None)
+    status, _ = await server.http("GET", "/api/sessions/ROOM1")
+    assert status == 404
+
+
+# -- GET /api/sessions/:roomId ------------------------------------------------------------------
+
+
+async def test_get_returns_every_key_of_the_session(server: RunningServer) -> None:
+    created = await create(
+        server, "FULL", "Ann", creatorUserId="user-ann", code="x = 1\n", language="python"
+    )
+
+    status, body = await server.http("GET", "/api/sessions/FULL")
+
+    assert status == 200, body
+    assert set(body) == {"success", "session"}
+    assert body["success"] is True
+    session = body["session"]
+    assert set(session) >= SESSION_KEYS
+    assert isinstance(session["version"], int)
+    assert session["roomId"] == "FULL"
+    assert (session["code"], session["language"]) == ("x = 1\n", "python")
+    assert session["messages"] == []
+    [creator] = session["participants"]
+    assert set(creator) == {"userId", "name", "joinedAt", "lastSeen"}
+    assert (creator["userId"], creator["name"]) == ("user-ann", "Ann")
+    assert when(creator["joinedAt"]) <= when(creator["lastSeen"])
+    assert session["createdAt"] == created["session"]["createdAt"]
+    assert when(session["createdAt"]) <= when(session["lastActivity"])
+    assert when(session["expiresAt"]) > when(session["lastActivity"])
+
+
+async def test_get_of_a_missing_session_answers_404(server: RunningServer) -> None:
+    status, body = await server.http("GET", "/api/sessions/NOSUCH")
+
+    assert_error(status, body, 404, NOT_FOUND)
+
+
+async def test_get_of_an_expired_session_answers_410_and_deletes_it(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, session_ttl_seconds=0.3, room_idle_seconds=0.05)
+    async with running_server(settings) as server:
+        await create(server, "OLD", creatorUserId="user-ann")
+        status, body = await server.http("GET", "/api/sessions/OLD")
+        assert status == 200, body
+
+        await asyncio.sleep(0.4)
+        status, body = await server.http("GET", "/api/sessions/OLD")
+
+        assert_error(status, body, 410, "Session expired")
+        status, body = await server.http("GET", "/api/sessions/OLD")
+        assert_error(status, body, 404, NOT_FOUND)
+        status, body = await server.http("DELETE", "/api/sessions/OLD")
+        assert_error(status, body, 404, NOT_FOUND)
+
+
+# -- POST /api/sessions/:roomId/update ----------------------------------------------------------
+
+
+async def test_update_changes_code_language_and_participants(server: RunningServer) -> None:
+    await create(server, "UPD", "Ann", creatorUserId="user-ann")
+
+    status, body = await server.http(
+        "POST",
+        "/api/sessions/UPD/update",
+        json={
+            "code": "fn main() {}",
+            "language": "rust",
+            "participants": [{"userId": "user-bob", "name": "Bob"}],
+        },
+    )
+
+    assert status == 200, body
+    assert body == {"success": True, "message": "Session updated successfully"}
+    session = await get_session(server, "UPD")
+    assert (session["code"], session["language"]) == ("fn main() {}", "rust")
+    assert {(p["userId"], p["name"]) for p in session["participants"]} >= {
+        ("user-ann", "Ann"),
+        ("user-bob", "Bob"),
+    }
+    assert [s["roomId"] for s in await user_sessions(server, "user-bob")] == ["UPD"]
+
+
+async def test_update_with_an_empty_body_only_touches_the_session(server: RunningServer) -> None:
+    await create(server, "TOUCH", code="same")
+    before = await get_session(server, "TOUCH")
+    await asyncio.sleep(0.002)
+
+    status, body = await server.http("POST", "/api/sessions/TOUCH/update", json={})
+
+    assert status == 200, body
+    after = await get_session(server, "TOUCH")
+    assert after["code"] == "same"
+    assert when(after["lastActivity"]) > when(before["lastActivity"])
+
+
+async def test_update_of_a_missing_session_answers_404(server: RunningServer) -> None:
+    status, body = await server.http("POST", "/api/sessions/NOSUCH/update", json={"code": "x"})
+
+    assert_error(status, body, 404, NOT_FOUND)
+    status, _ = await server.http("GET", "/api/sessions/NOSUCH")
+    assert status == 404
+
+
+async def test_update_of_a_live_room_sends_code_update_only_when_the_code_changed(
+    server: RunningServer,
+) -> None:
+    await create(server, "LIVE", code="v1")
+    async with member_of(server, "LIVE") as ann:
+        await server.http("POST", "/api/sessions/LIVE/update", json={"code": "v2"})
+
+        update = await ann.next("codeUpdate")
+        assert set(update) == {"code", "language", "userId", "userName", "timestamp", "version"}
+        assert (update["code"], update["language"]) == ("v2", DEFAULT_LANGUAGE)
+        assert (update["userId"], update["userName"]) == (None, "server")
+        assert ISO_MS.match(update["timestamp"])
+        assert update["version"] == (await get_session(server, "LIVE"))["version"]
+
+        status, _ = await server.http(
+            "POST", "/api/sessions/LIVE/update", json={"code": "v2", "language": DEFAULT_LANGUAGE}
+        )
+        assert status == 200
+        await ann.quiet()
+        assert len(ann.events["codeUpdate"]) == 1
+        assert "languageUpdate" not in ann.events
+
+        await server.http(
+            "POST", "/api/sessions/LIVE/update", json={"code": "v3", "language": "go"}
+        )
+        both = await ann.next("codeUpdate", 2)
+        assert (both["code"], both["language"]) == ("v3", "go")
+
+
+async def test_update_of_the_language_alone_sends_language_update(server: RunningServer) -> None:
+    await create(server, "LANG")
+    async with member_of(server, "LANG") as ann:
+        await server.http("POST", "/api/sessions/LANG/update", json={"language": "kotlin"})
+
+        update = await ann.next("languageUpdate")
+        assert update == {
+            "language": "kotlin",
+            "userId": None,
+            "userName": "server",
+            "version": (await get_session(server, "LANG"))["version"],
+        }
+        assert "codeUpdate" not in ann.events
+
+
+# -- DELETE /api/sessions/:roomId ---------------------------------------------------------------
+
+
+async def test_delete_answers_200_then_the_session_is_gone(server: RunningServer) -> None:
+    await create(server, "GONE", creatorUserId="user-ann")
+
+    status, body = await server.http("DELETE", "/api/sessions/GONE")
+
+    assert status == 200, body
+    assert body == {"success": True, "message": "Session deleted successfully"}
+    status, body = await server.http("GET", "/api/sessions/GONE")
+    assert_error(status, body, 404, NOT_FOUND)
+    assert await user_sessions(server, "user-ann") == []
+    status, body = await server.http("DELETE", "/api/sessions/GONE")
+    assert_error(status, body, 404, NOT_FOUND)
+
+
+async def test_delete_of_a_missing_session_answers_404(server: RunningServer) -> None:
+    status, body = await server.http("DELETE", "/api/sessions/NOSUCH")
+
+    assert_error(status, body, 404, NOT_FOUND)
+
+
+async def test_delete_of_a_live_room_tells_its_members(server: RunningServer) -> None:
+    await create(server, "LIVE")
+    async with member_of(server, "LIVE") as ann:
+        status, _ = await server.http("DELETE", "/api/sessions/LIVE")
+
+        assert status == 200
+        assert await ann.next("sessionDeleted") == {"roomId": "LIVE"}
+        answer = await ann.call("codeChange", {"roomId": "LIVE", "code": "too late"})
+        assert answer["error"]["code"] == "not_in_room"
+        status, _ = await server.http("GET", "/api/sessions/LIVE")
+        assert status == 404
+
+
+# -- GET /api/sessions/user/:userId -------------------------------------------------------------
+
+
+async def test_user_sessions_list_creator_and_participant_sessions_newest_first(
+    server: RunningServer,
+) -> None:
+    await create(server, "MINE", "Ann", creatorUserId="user-ann", language="python")
+    await asyncio.sleep(0.002)
+    await create(server, "LISTED", "Bob", creatorUserId="user-bob")
+    await server.http(
+        "POST",
+        "/api/sessions/LISTED/update",
+        json={"participants": [{"userId": "user-ann", "name": "Ann"}]},
+    )
+    await asyncio.sleep(0.002)
+    await create(server, "JOINED", "Cat", creatorUserId="user-cat")
+    await create(server, "OTHERS", "Dan", creatorUserId="user-dan")
+    async with member_of(server, "JOINED") as ann:
+        await ann.next("sessionSaved")  # the join is stored
+        await asyncio.sleep(0.002)
+        await server.http("POST", "/api/sessions/MINE/update", json={"code": "latest"})
+
+        sessions = await user_sessions(server, "user-ann")
+
+    assert [s["roomId"] for s in sessions] == ["MINE", "JOINED", "LISTED"]
+    for summary in sessions:
+        assert set(summary) == SUMMARY_KEYS
+        for key in ("createdAt", "expiresAt", "lastActivity"):
+            assert ISO_MS.match(summary[key])
+    mine, joined, listed = sessions
+    assert (mine["creatorName"], mine["participantCount"], mine["language"]) == (
+        "Ann",
+        1,
+        "python",
+    )
+    assert (joined["creatorName"], joined["participantCount"]) == ("Cat", 2)
+    assert (listed["creatorName"], listed["participantCount"]) == ("Bob", 2)
+    assert await user_sessions(server, "nobody") == []
+
+
+async def test_user_sessions_are_at_most_ten_most_recent(server: RunningServer) -> None:
+    for n in range(12):
+        await create(server, f"R{n:02d}", creatorUserId="busy")
+        await asyncio.sleep(0.002)
+
+    sessions = await user_sessions(server, "busy")
+
+    assert [s["roomId"] for s in sessions] == [f"R{n:02d}" for n in range(11, 1, -1)]
+
+
+async def test_user_sessions_leave_out_expired_ones(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, session_ttl_seconds=0.3, room_idle_seconds=0.05)
+    async with running_server(settings) as server:
+        await create(server, "OLD", creatorUserId="user-ann")
+        await asyncio.sleep(0.4)
+        await create(server, "NEW", creatorUserId="user-ann")
+
+        sessions = await user_sessions(server, "user-ann")
+
+    assert [s["roomId"] for s in sessions] == ["NEW"]
+
+
+# -- health, unknown paths, malformed requests --------------------------------------------------
+
+
+async def test_health_reports_ok_with_a_timestamp(server: RunningServer) -> None:
+    status, body = await server.http("GET", "/api/health")
+
+    assert status == 200
+    assert set(body) == {"status", "message", "timestamp"}
+    assert body["status"] == "OK"
+    assert isinstance(body["message"], str)
+    assert ISO_MS.match(body["timestamp"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/nope"),
+        ("GET", "/"),
+        ("POST", "/api/sessions/ROOM1/files"),
+        ("DELETE", "/api/sessions/ROOM1/extra"),
+    ],
+)
+async def test_unknown_path_answers_404_endpoint_not_found(
+    server: RunningServer, method: str, path: str
+) -> None:
+    status, body = await server.http(method, path, json={})
+
+    assert_error(status, body, 404, "Endpoint not found")
+    assert body["message"] == f"Cannot {method} {path}"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/sessions/create", "/api/sessions/ROOM1/update"], ids=["create", "update"]
+)
+@pytest.mark.parametrize(
+    "body", [b"{roomId: 1}", b'{"roomId": "ROOM1",', b"\xff\xfe"], ids=["bare-key", "cut", "bytes"]
+)
+async def test_malformed_json_answers_400_json(
+    server: RunningServer, path: str, body: bytes
+) -> None:
+    await create(server, "ROOM1", code="kept")
+
+    status, answer = await server.http(
+        "POST", path, data=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert_error(status, answer, 400, None)
+    assert (await get_session(server, "ROOM1"))["code"] == "kept"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+@pytest.mark.parametrize(
+    "path", ["/api/sessions/create", "/api/sessions/ROOM1/update"], ids=["create", "update"]
+)
+async def test_body_that_is_not_json_answers_415_json(
+    server: RunningServer, content_type: str, path: str
+) -> None:
+    await create(server, "ROOM1", code="kept")
+
+    status, answer = await server.http(
+        "POST",
+        path,
+        data=b'{"roomId": "ROOM2", "creatorName": "Ann", "code": "x"}',
+        headers={"Content-Type": content_type},
+    )
+
+    assert_error(status, answer, 415, None)
+    assert (await get_session(server, "ROOM1"))["code"] == "kept"
+    status, _ = await server.http("GET", "/api/sessions/ROOM2")
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    "room_id", ["bad$id", "a.b", "R" * 65, "%24gt", "sp%20ace"], ids=str.__str__
+)
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("GET", ""), ("POST", "/update"), ("DELETE", "")],
+    ids=["get", "update", "delete"],
+)
+async def test_malformed_room_id_in_the_path_answers_400(
+    server: RunningServer, room_id: str, method: str, suffix: str
+) -> None:
+    status, body = await server.http(method, f"/api/sessions/{room_id}{suffix}", json={})
+
+    assert_error(status, body, 400, None)
+
+
+async def test_too_long_user_id_in_the_path_answers_400(server: RunningServer) -> None:
+    status, body = await server.http("GET", "/api/sessions/user/" + "u" * 200)
+
+    assert_error(status, body, 400, None)
+
+
+# -- messages paging ----------------------------------------------------------------------------
+
+
+async def chat(server: RunningServer, room_id: str, count: int) -> None:
+    """`count` chat messages "m0".."m<count-1>" from one member, seen by another."""
+    sender, watcher = Client(), Client()
+    try:
+        await sender.connect(server.url)
+        await watcher.connect(server.url)
+        await sender.join(room_id, "Ann", "user-ann")
+        await watcher.join(room_id, "Bob", "user-bob")
+        for n in range(count):
+            await sender.emit("chatMessage", {"roomId": room_id, "message": f"m{n}"})
+        await watcher.next("newMessage", count)
+    finally:
+        await sender.close()
+        await watcher.close()
+
+
+def chatty(tmp_path: Path) -> Settings:
+    """Fast settings without the chat rate limit (5 per second in production)."""
+    return fast_settings(tmp_path, rate_chat_per_second=10_000, rate_chat_burst=10_000)
+
+
+async def test_messages_are_the_most_recent_200_oldest_first(tmp_path: Path) -> None:
+    async with running_server(chatty(tmp_path)) as server:
+        await create(server, "CHATTY")
+        await chat(server, "CHATTY", 205)
+
+        messages = (await get_session(server, "CHATTY"))["messages"]
+
+    assert [m["message"] for m in messages] == [f"m{n}" for n in range(5, 205)]
+    versions = [m["version"] for m in messages]
+    assert versions == sorted(versions)
+    first = messages[0]
+    assert (first["userId"], first["userName"]) == ("user-ann", "Ann")
+    assert ISO_MS.match(first["timestamp"])
+
+
+async def test_messages_page_back_with_before_and_limit(tmp_path: Path) -> None:
+    async with running_server(chatty(tmp_path)) as server:
+        await create(server, "PAGED")
+        await chat(server, "PAGED", 12)
+
+        last = (await get_session(server, "PAGED", "?limit=3"))["messages"]
+        before = last[0]["version"]
+        page = (await get_session(server, "PAGED", f"?before={before}&limit=2"))["messages"]
+        before = page[0]["version"]
+        rest = (await get_session(server, "PAGED", f"?before={before}"))["messages"]
+        before = rest[0]["version"]
+        none = await get_session(server, "PAGED", f"?before={before}")
+
+    assert [m["message"] for m in last] == ["m9", "m10", "m11"]
+    assert [m["message"] for m in page] == ["m7", "m8"]
+    assert [m["message"] for m in rest] == [f"m{n}" for n in range(7)]
+    assert none["messages"] == []
+    assert none["code"] == DEFAULT_CODE
+
+
+@pytest.mark.parametrize(
+    "query", ["?limit=0", "?limit=abc", "?before=-1", "?before=x", "?limit=100000"]
+)
+async def test_bad_paging_parameters_answer_400(server: RunningServer, query: str) -> None:
+    await create(server, "PAGED")
+
+    status, body = await server.http("GET", f"/api/sessions/PAGED{query}")
+
+    assert_error(status, body, 400, None)
+
+
+async def test_dates_are_iso_with_milliseconds_and_z(settings: Settings) -> None:
+    async with running_server(settings) as server:
+        created = await create(server, "DATES", creatorUserId="user-ann")
+        await chat(server, "DATES", 1)
+        session = await get_session(server, "DATES")
+        [summary] = await user_sessions(server, "user-ann")
+
+    stamps = [
+        created["session"]["createdAt"],
+        created["session"]["expiresAt"],
+        session["createdAt"],
+        session["expiresAt"],
+        session["lastActivity"],
+        *(p[key] for p in session["participants"] for key in ("joinedAt", "lastSeen")),
+        *(m["timestamp"] for m in session["messages"]),
+        summary["createdAt"],
+        summary["expiresAt"],
+        summary["lastActivity"],
+    ]
+    assert len(stamps) == 13  # 2 participants (Ann, Bob), 1 message
+    for stamp in stamps:
+        assert ISO_MS.match(stamp), stamp
