@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 20.0
 
@@ -28,11 +30,18 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        # Only the settings given here: a MONGODB_URI (or any other setting) of the
+        # environment running the tests must not leak into the server under test.
+        inherited = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+        full_env = {**inherited, **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app"], cwd=ROOT, env=full_env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "app"],
+                cwd=ROOT,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self._wait_until_healthy()
 

@@ -1,0 +1,285 @@
+"""The original client's wire session, played by the official socket.io-client (Node).
+
+`tests/e2e_js/session.mjs` plays the typical session of the protocol (docs: the "typical
+client session on the wire") with two clients against `python -m app` run as a real
+subprocess, and checks every event and REST answer. Then the server is stopped, started again
+on the same store, and the session the client left behind is read back from Python.
+Parametrized over the embedded SQLite store and MongoDB over the wire (an nx-27017 server, see
+tests/store_backends.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+
+pytest_plugins = ("tests.store_backends",)
+
+ROOT = Path(__file__).resolve().parent.parent
+E2E_DIR = Path(__file__).resolve().parent / "e2e_js"
+NODE_MIN_MAJOR = 20
+NPM_CI_TIMEOUT = 180.0
+SERVER_START_TIMEOUT = 15.0
+# `docker stop` sends SIGTERM, then SIGKILL after 10 s: a graceful shutdown must fit in it.
+STOP_GRACE_SECONDS = 10.0
+CLIENT_TIMEOUT_SECONDS = 20  # the session script's own overall bound
+LOG_TAIL_CHARS = 4000
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The node binary, with the e2e project's dependencies installed (`npm ci` if missing)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if not path)
+        pytest.skip(f"{missing} not on PATH: the Node.js client tests need Node >= 20 and npm")
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+    if int(version.lstrip("v").split(".")[0]) < NODE_MIN_MAJOR:
+        pytest.skip(f"node {version} is too old: the client scripts need Node >= 20")
+    if not (E2E_DIR / "node_modules" / "socket.io-client" / "package.json").exists():
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=E2E_DIR,
+            capture_output=True,
+            text=True,
+            timeout=NPM_CI_TIMEOUT,
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"npm ci in {E2E_DIR} failed ({result.returncode}):\n"
+                f"{result.stdout[-LOG_TAIL_CHARS:]}\n{result.stderr[-LOG_TAIL_CHARS:]}"
+            )
+    return node
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+    except FileNotFoundError:
+        return "<no log>"
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    stop_seconds: float | None = None  # SIGTERM to exit; None when it had to be killed
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> int:
+        """SIGTERM, then SIGKILL after `grace` seconds (as `docker stop`); the exit code."""
+        if self.process.poll() is None:
+            started = time.monotonic()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+                self.stop_seconds = time.monotonic() - started
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
+def server_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """The test's environment without any inherited server setting, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(PYTHONUNBUFFERED="1", **overrides)
+    return env
+
+
+def wait_healthy(server: ServerProcess) -> bool:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        with contextlib.suppress(OSError, ValueError):
+            status, body = http_json(server.url + "/api/health", timeout=1.0)
+            if status == 200 and body.get("status") == "OK":
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@contextlib.contextmanager
+def running_app(settings: dict[str, str], log: Path, attempts: int = 3) -> Iterator[ServerProcess]:
+    """`python -m app` on a free port of 127.0.0.1, healthy; stopped afterwards."""
+    server: ServerProcess | None = None
+    for _ in range(attempts):  # another process may take the probed port before the server
+        port = free_port()
+        env = server_environment({**settings, "HOST": "127.0.0.1", "PORT": str(port)})
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        candidate = ServerProcess(f"http://127.0.0.1:{port}", process, log)
+        if wait_healthy(candidate):
+            server = candidate
+            break
+        candidate.stop(grace=2.0)
+        if "address already in use" not in tail(log).lower():
+            break
+    if server is None:
+        pytest.fail(f"the server did not become healthy in {SERVER_START_TIMEOUT} s:\n{tail(log)}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        if server.stop_seconds is None:
+            warnings.warn(
+                f"the server ignored SIGTERM for {STOP_GRACE_SECONDS} s and was killed",
+                stacklevel=1,
+            )
+
+
+def run_node(node: str, script: str, *args: str, timeout: float) -> tuple[int, str, str]:
+    result = subprocess.run(
+        [node, str(E2E_DIR / script), *args],
+        cwd=E2E_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def run_session(node: str, url: str) -> dict[str, Any]:
+    """Run the client session against `url`; its report (the test fails on a non-zero exit)."""
+    code, stdout, stderr = run_node(
+        node,
+        "session.mjs",
+        url,
+        "--timeout",
+        str(CLIENT_TIMEOUT_SECONDS),
+        timeout=CLIENT_TIMEOUT_SECONDS + 10,
+    )
+    try:
+        report: dict[str, Any] = json.loads(stdout)
+    except json.JSONDecodeError:
+        report = {"unparsed stdout": stdout[-LOG_TAIL_CHARS:]}
+    if code != 0:
+        error = report.get("error") or report
+        pytest.fail(
+            f"the Node client failed (exit {code}):\n"
+            f"{json.dumps(error, indent=2, ensure_ascii=False)}\n{stderr[-LOG_TAIL_CHARS:]}"
+        )
+    assert report.get("ok") is True, report
+    return report
+
+
+def base_settings(tmp_path: Path) -> dict[str, str]:
+    return {
+        "DATA_DIR": str(tmp_path / "data"),
+        "SAVE_DEBOUNCE_SECONDS": "0.2",
+        "SAVE_MAX_DELAY_SECONDS": "1",
+        "STORE_RETRY_MAX_SECONDS": "0.5",
+        "SHUTDOWN_FLUSH_SECONDS": "5",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(params=["sqlite", "nx27017"])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Server settings for one store (the SQLite file under DATA_DIR, or MongoDB's wire)."""
+    settings = base_settings(tmp_path)
+    if request.param == "nx27017":
+        settings["MONGODB_URI"] = request.getfixturevalue("nx_27017_uri")
+        settings["MONGODB_DB"] = f"e2e_{uuid.uuid4().hex[:12]}"
+    return settings
+
+
+def test_original_client_session(node: str, store_settings: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with running_app(store_settings, log) as server:
+        report = run_session(node, server.url)
+        # At once: what is still pending must be written by the graceful shutdown.
+        exit_code = server.stop()
+        assert server.stop_seconds is not None, f"SIGTERM did not stop the server:\n{tail(log)}"
+        assert exit_code == 0, tail(log)
+
+    sqlite_file = Path(store_settings["DATA_DIR"]) / "sessions.sqlite3"
+    assert sqlite_file.exists() == ("MONGODB_URI" not in store_settings), "the wrong store ran"
+
+    room_id, expected = report["roomId"], report["expected"]
+    with running_app(store_settings, log) as server:
+        status, body = http_json(f"{server.url}/api/sessions/{room_id}")
+    assert status == 200, (status, body, tail(log))
+    session = body["session"]
+    assert session["code"] == expected["code"]
+    assert session["language"] == expected["language"]
+    messages = [
+        {"userId": m["userId"], "userName": m["userName"], "message": m["message"]}
+        for m in session["messages"]
+    ]
+    assert messages == expected["messages"]
+    participants = sorted(
+        ({"userId": p["userId"], "name": p["name"]} for p in session["participants"]),
+        key=lambda p: p["name"],
+    )
+    assert participants == expected["participants"]
+    assert "Traceback" not in log.read_text(errors="replace"), tail(log)
+
+
+def test_sigterm_after_a_polling_client_left(node: str, tmp_path: Path) -> None:
+    """A closed long-polling tab must not hold a graceful shutdown past docker's 10 s.
+
+    Engine.IO keeps the tab's last GET poll waiting for ping_interval + ping_timeout (45 s) after
+    the tab sent its close packet; aiohttp's graceful shutdown waits for running handlers (60 s
+    by default) before the cleanup that flushes pending writes and closes the store.
+    """
+    log = tmp_path / "server.log"
+    with running_app(base_settings(tmp_path), log) as server:
+        code, stdout, stderr = run_node(
+            node, "poll_and_leave.mjs", server.url, "POLL0001", timeout=20
+        )
+        assert code == 0, (stdout, stderr)
+        assert json.loads(stdout)["transport"] == "polling"
+        exit_code = server.stop()
+        assert server.stop_seconds is not None, (
+            f"SIGTERM did not stop the server within {STOP_GRACE_SECONDS} s (it was killed)"
+        )
+        assert exit_code == 0, tail(log)
+
+    with running_app(base_settings(tmp_path), log) as server:
+        status, body = http_json(f"{server.url}/api/sessions/POLL0001")
+    assert status == 200, (status, body, tail(log))
+    assert body["session"]["code"] == "// typed over long-polling\n"
