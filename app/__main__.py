@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from app.config import Settings
+from app.gc_tuning import tune_gc
 from app.main import create_app
 
 SOCKET_HANDLERS_GRACE_SECONDS = 2.0
@@ -39,8 +40,10 @@ def main() -> None:
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     logging.getLogger(__name__).info("listening on http://%s:%s", settings.host, settings.port)
+    app = create_app(settings)
+    tune_gc(app)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         print=None,

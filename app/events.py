@@ -219,22 +219,29 @@ class SocketEvents:
             name = arrival.member.name
             joined = {"userId": sid, "userName": name, "message": f"{name} joined the room"}
             await self.send.to_room("userJoined", joined, room.room_id, skip=sid)
-        last_seen = self._last_seen(sid, payload)
-        if last_seen is not None:
-            await self._replay(sid, room, last_seen)
-        return {"ok": True, "version": room.version, "code": room.code, "language": room.language}
+        seen = self._last_seen(sid, payload)
+        if seen is not None:
+            await self._replay(sid, room, *seen)
+        return {
+            "ok": True,
+            "version": room.version,
+            "epoch": room.epoch,
+            "code": room.code,
+            "language": room.language,
+        }
 
-    def _last_seen(self, sid: str, payload: JoinRoom) -> int | None:
+    def _last_seen(self, sid: str, payload: JoinRoom) -> tuple[int, str | None] | None:
+        """The version (and its epoch) a rejoining client saw: from joinRoom, else from auth."""
         offset = self.offsets.pop(sid, None)
         if payload.lastSeenVersion is not None:
-            return payload.lastSeenVersion
+            return payload.lastSeenVersion, payload.epoch
         if offset is not None and offset.roomId == payload.roomId:
-            return offset.offset
+            return offset.offset, offset.epoch
         return None
 
-    async def _replay(self, sid: str, room: Room, last_seen: int) -> None:
+    async def _replay(self, sid: str, room: Room, last_seen: int, epoch: str | None) -> None:
         """Send the rejoining socket what it missed: chat in order, then code and language."""
-        missed = await self.rooms.missed(room, last_seen)
+        missed = await self.rooms.missed(room, last_seen, epoch)
         for message in missed.messages:
             wire = {
                 "id": message.id,

@@ -133,16 +133,21 @@ class RoomEvent(Payload):
     roomId: RoomId
 
 
+Epoch = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
 class JoinRoom(RoomEvent):
     userName: Annotated[UserName, BeforeValidator(_null_as_empty)] = ""
     userId: UserId | None = None
     lastSeenVersion: Version | None = None
+    epoch: Epoch | None = None
 
 
 class ReconnectOffset(RoomEvent):
     """Socket.IO `auth` of a reconnecting client: the highest version it saw in `roomId`."""
 
     offset: Version
+    epoch: Epoch | None = None
 
 
 class SendCodeState(RoomEvent):
@@ -244,6 +249,8 @@ class SessionRecord(Record):
     code: str = DEFAULT_CODE
     language: str = DEFAULT_LANGUAGE
     version: int = 0
+    code_version: int = 0  # the versions of the last code and language change
+    language_version: int = 0
     creator_name: str | None = None
     creator_user_id: str | None = None
     participants: tuple[Participant, ...] = ()

@@ -60,8 +60,12 @@ class Room:
         self.changes = 0  # grows with every mutation that must reach the store
         self.saved_changes = 0
         self.saved_version = record.version
-        self.code_version = record.version  # versions of the last code and language change,
-        self.language_version = record.version  # for replays to reconnecting clients
+        self.code_version = record.code_version  # versions of the last code and language
+        self.language_version = record.language_version  # change, for replays
+        # Versions above the stored one may have been handed out by a process that crashed
+        # before writing them: each load is a new epoch, in which they are handed out again.
+        self.epoch = uuid.uuid4().hex[:12]
+        self.loaded_version = record.version
 
     @property
     def needs_save(self) -> bool:
@@ -182,6 +186,8 @@ class Room:
             code=self.code,
             language=self.language,
             version=self.version,
+            code_version=self.code_version,
+            language_version=self.language_version,
             creator_name=self.creator_name,
             creator_user_id=self.creator_user_id,
             participants=tuple(self.participants.values()),

@@ -346,8 +346,14 @@ class Rooms:
 
     # -- reconnects ------------------------------------------------------------
 
-    async def missed(self, room: Room, last_seen: int) -> Missed:
-        """Chat after `last_seen` (oldest first) and whether code or language changed since."""
+    async def missed(self, room: Room, last_seen: int, epoch: str | None) -> Missed:
+        """Chat after `last_seen` (oldest first) and whether code or language changed since.
+
+        A version seen in another epoch (or above the room's) may have been lost in a crash
+        and handed out again: replay from what was stored, with the code and language."""
+        lost = (epoch is not None and epoch != room.epoch) or last_seen > room.version
+        if lost:
+            last_seen = min(last_seen, room.loaded_version)
         messages: list[ChatRecord] = []
         before: int | None = None
         while len(messages) < MAX_REPLAY:
@@ -365,8 +371,8 @@ class Rooms:
         messages.sort(key=lambda m: m.version)
         return Missed(
             messages=messages[-MAX_REPLAY:],
-            code_changed=room.code_version > last_seen,
-            language_changed=room.language_version > last_seen,
+            code_changed=lost or room.code_version > last_seen,
+            language_changed=lost or room.language_version > last_seen,
         )
 
     # -- used by sessions (REST) ---------------------------------------------

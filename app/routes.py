@@ -38,8 +38,8 @@ USER_SESSIONS_LIMIT = 10
 READY_TIMEOUT_SECONDS = 2.0
 
 
-def answer(model: Answer, status: int = 200) -> web.Response:
-    return json_response(model.model_dump(mode="json"), status=status)
+def answer(model: Answer, status: int = 200, *, exclude_none: bool = False) -> web.Response:
+    return json_response(model.model_dump(mode="json", exclude_none=exclude_none), status=status)
 
 
 class SessionRoutes:
@@ -88,7 +88,7 @@ class SessionRoutes:
         reason = await self.sessions.store_problem(within=READY_TIMEOUT_SECONDS)
         if reason is not None:
             return answer(ReadyAnswer(status="unavailable", reason=reason), status=503)
-        return answer(ReadyAnswer(status="ready"))
+        return answer(ReadyAnswer(status="ready"), exclude_none=True)
 
     async def create(self, request: web.Request) -> web.Response:
         data = await self._json(request)

@@ -81,7 +81,8 @@ class Sessions:
     async def store_problem(self, *, within: float) -> str | None:
         """None when the store answers within `within` seconds, else what is wrong."""
         try:
-            await asyncio.wait_for(self.rooms.store.ping(), within)
+            # Shielded: a probe cut short must not abandon a store operation half-way.
+            await asyncio.wait_for(asyncio.shield(self.rooms.store.ping()), within)
         except StoreError as error:
             return str(error)
         except TimeoutError:

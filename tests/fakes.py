@@ -40,8 +40,9 @@ class FlakyStore:
 
     async def save(self, record: SessionRecord) -> bool:
         self._check()
-        self.saves.append(record)
-        return await self.inner.save(record)
+        written = await self.inner.save(record)
+        self.saves.append(record)  # once it is in the file, so tests can read it back
+        return written
 
     async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
         self._check()

@@ -126,6 +126,7 @@ async def test_join_sends_user_list_to_whole_room_and_announces_newcomer_to_othe
         first = await ann.join(ROOM, "Ann", "user-ann")
         assert first == {
             "ok": True,
+            "epoch": first["epoch"],
             "version": 0,
             "code": DEFAULT_CODE,
             "language": DEFAULT_LANGUAGE,
@@ -187,6 +188,7 @@ async def test_join_acknowledgement_carries_the_current_code_language_and_versio
 
         assert answer == {
             "ok": True,
+            "epoch": answer["epoch"],
             "version": switched["version"],
             "code": "let x = 1;",
             "language": "typescript",

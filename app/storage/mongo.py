@@ -29,6 +29,8 @@ def _session_document(record: SessionRecord) -> Document:
         "code": record.code,
         "language": record.language,
         "version": record.version,
+        "codeVersion": record.code_version,
+        "languageVersion": record.language_version,
         "creatorName": record.creator_name,
         "creatorUserId": record.creator_user_id,
         "participants": [
@@ -48,6 +50,9 @@ def _session_record(doc: Mapping[str, Any], version: int) -> SessionRecord:
         code=doc["code"],
         language=doc["language"],
         version=version,
+        # Documents written before these fields existed: assume a change at their version.
+        code_version=doc.get("codeVersion", doc["version"]),
+        language_version=doc.get("languageVersion", doc["version"]),
         creator_name=doc.get("creatorName"),
         creator_user_id=doc.get("creatorUserId"),
         participants=tuple(

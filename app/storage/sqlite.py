@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     participants TEXT NOT NULL,
     created_at TEXT NOT NULL,
     last_activity TEXT NOT NULL,
-    expires_at TEXT NOT NULL
+    expires_at TEXT NOT NULL,
+    code_version INTEGER NOT NULL DEFAULT 0,
+    language_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS session_users (
@@ -50,10 +52,12 @@ CREATE TABLE IF NOT EXISTS messages (
 
 UPSERT_SESSION = """
 INSERT INTO sessions (room_id, code, language, version, creator_name, creator_user_id,
-                      participants, created_at, last_activity, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      participants, created_at, last_activity, expires_at,
+                      code_version, language_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (room_id) DO UPDATE SET
     code = excluded.code, language = excluded.language, version = excluded.version,
+    code_version = excluded.code_version, language_version = excluded.language_version,
     creator_name = excluded.creator_name, creator_user_id = excluded.creator_user_id,
     participants = excluded.participants, created_at = excluded.created_at,
     last_activity = excluded.last_activity, expires_at = excluded.expires_at
@@ -64,7 +68,8 @@ LOAD_SESSION = """
 SELECT room_id, code, language,
        max(version, coalesce((SELECT max(version) FROM messages m
                               WHERE m.room_id = s.room_id), 0)),
-       creator_name, creator_user_id, participants, created_at, last_activity, expires_at
+       creator_name, creator_user_id, participants, created_at, last_activity, expires_at,
+       code_version, language_version
 FROM sessions s WHERE room_id = ?
 """
 
@@ -130,8 +135,19 @@ class SqliteSessionStore:
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._db.executescript(SCHEMA)
+            await self._add_missing_columns()
         except sqlite3.Error as error:
             raise StoreError(f"SQLite: {error}") from error
+
+    async def _add_missing_columns(self) -> None:
+        """Bring a file made by an earlier version of the schema up to date."""
+        async with self.db.execute("PRAGMA table_info(sessions)") as cursor:
+            columns = {row[1] for row in await cursor.fetchall()}
+        for column in ("code_version", "language_version"):
+            if column not in columns:
+                await self.db.execute(
+                    f"ALTER TABLE sessions ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                )
 
     async def close(self) -> None:
         if self._db is not None:
@@ -190,6 +206,8 @@ class SqliteSessionStore:
             created_at=_time(row[7]),
             last_activity=_time(row[8]),
             expires_at=_time(row[9]),
+            code_version=row[10],
+            language_version=row[11],
         )
 
     async def save(self, record: SessionRecord) -> bool:
@@ -207,6 +225,8 @@ class SqliteSessionStore:
                     iso(record.created_at),
                     iso(record.last_activity),
                     iso(record.expires_at),
+                    record.code_version,
+                    record.language_version,
                 ),
             )
             if cursor.rowcount == 0:
