@@ -66,6 +66,16 @@ class ServerProcess:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
 
+    def terminate(self, grace: float) -> float | None:
+        """As `docker stop`: SIGTERM, SIGKILL after `grace` s. Seconds it took, None if killed."""
+        started = time.monotonic()
+        try:
+            self.stop(signal.SIGTERM, timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGKILL, timeout=5)
+            return None
+        return time.monotonic() - started
+
 
 @contextmanager
 def server_process(env: dict[str, str], log_path: Path) -> Iterator[ServerProcess]:

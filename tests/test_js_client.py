@@ -10,27 +10,18 @@ tests/store_backends.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.config import Settings
+from tests.server_process import ServerProcess, server_process
 
 pytest_plugins = ("tests.store_backends",)
 
@@ -38,7 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 E2E_DIR = Path(__file__).resolve().parent / "e2e_js"
 NODE_MIN_MAJOR = 20
 NPM_CI_TIMEOUT = 180.0
-SERVER_START_TIMEOUT = 15.0
 # `docker stop` sends SIGTERM, then SIGKILL after 10 s: a graceful shutdown must fit in it.
 STOP_GRACE_SECONDS = 10.0
 CLIENT_TIMEOUT_SECONDS = 20  # the session script's own overall bound
@@ -73,12 +63,6 @@ def node() -> str:
     return node
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def http_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -94,81 +78,11 @@ def tail(path: Path) -> str:
         return "<no log>"
 
 
-@dataclass
-class ServerProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    stop_seconds: float | None = None  # SIGTERM to exit; None when it had to be killed
-
-    def stop(self, grace: float = STOP_GRACE_SECONDS) -> int:
-        """SIGTERM, then SIGKILL after `grace` seconds (as `docker stop`); the exit code."""
-        if self.process.poll() is None:
-            started = time.monotonic()
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace)
-                self.stop_seconds = time.monotonic() - started
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
-
-
-def server_environment(overrides: dict[str, str]) -> dict[str, str]:
-    """The test's environment without any inherited server setting, plus `overrides`."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update(PYTHONUNBUFFERED="1", **overrides)
-    return env
-
-
-def wait_healthy(server: ServerProcess) -> bool:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            return False
-        with contextlib.suppress(OSError, ValueError):
-            status, body = http_json(server.url + "/api/health", timeout=1.0)
-            if status == 200 and body.get("status") == "OK":
-                return True
-        time.sleep(0.05)
-    return False
-
-
-@contextlib.contextmanager
-def running_app(settings: dict[str, str], log: Path, attempts: int = 3) -> Iterator[ServerProcess]:
-    """`python -m app` on a free port of 127.0.0.1, healthy; stopped afterwards."""
-    server: ServerProcess | None = None
-    for _ in range(attempts):  # another process may take the probed port before the server
-        port = free_port()
-        env = server_environment({**settings, "HOST": "127.0.0.1", "PORT": str(port)})
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app"],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        candidate = ServerProcess(f"http://127.0.0.1:{port}", process, log)
-        if wait_healthy(candidate):
-            server = candidate
-            break
-        candidate.stop(grace=2.0)
-        if "address already in use" not in tail(log).lower():
-            break
-    if server is None:
-        pytest.fail(f"the server did not become healthy in {SERVER_START_TIMEOUT} s:\n{tail(log)}")
-    try:
-        yield server
-    finally:
-        server.stop()
-        if server.stop_seconds is None:
-            warnings.warn(
-                f"the server ignored SIGTERM for {STOP_GRACE_SECONDS} s and was killed",
-                stacklevel=1,
-            )
+def stop_gracefully(server: ServerProcess) -> None:
+    """SIGTERM must end the server, with exit code 0, within docker's grace period."""
+    took = server.terminate(STOP_GRACE_SECONDS)
+    assert took is not None, f"SIGTERM did not stop the server in {STOP_GRACE_SECONDS} s"
+    assert server.process.returncode == 0, tail(server.log_path)
 
 
 def run_node(node: str, script: str, *args: str, timeout: float) -> tuple[int, str, str]:
@@ -229,18 +143,16 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, 
 
 def test_original_client_session(node: str, store_settings: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    with running_app(store_settings, log) as server:
+    with server_process(store_settings, log) as server:
         report = run_session(node, server.url)
         # At once: what is still pending must be written by the graceful shutdown.
-        exit_code = server.stop()
-        assert server.stop_seconds is not None, f"SIGTERM did not stop the server:\n{tail(log)}"
-        assert exit_code == 0, tail(log)
+        stop_gracefully(server)
 
     sqlite_file = Path(store_settings["DATA_DIR"]) / "sessions.sqlite3"
     assert sqlite_file.exists() == ("MONGODB_URI" not in store_settings), "the wrong store ran"
 
     room_id, expected = report["roomId"], report["expected"]
-    with running_app(store_settings, log) as server:
+    with server_process(store_settings, log) as server:
         status, body = http_json(f"{server.url}/api/sessions/{room_id}")
     assert status == 200, (status, body, tail(log))
     session = body["session"]
@@ -267,19 +179,15 @@ def test_sigterm_after_a_polling_client_left(node: str, tmp_path: Path) -> None:
     by default) before the cleanup that flushes pending writes and closes the store.
     """
     log = tmp_path / "server.log"
-    with running_app(base_settings(tmp_path), log) as server:
+    with server_process(base_settings(tmp_path), log) as server:
         code, stdout, stderr = run_node(
             node, "poll_and_leave.mjs", server.url, "POLL0001", timeout=20
         )
         assert code == 0, (stdout, stderr)
         assert json.loads(stdout)["transport"] == "polling"
-        exit_code = server.stop()
-        assert server.stop_seconds is not None, (
-            f"SIGTERM did not stop the server within {STOP_GRACE_SECONDS} s (it was killed)"
-        )
-        assert exit_code == 0, tail(log)
+        stop_gracefully(server)
 
-    with running_app(base_settings(tmp_path), log) as server:
+    with server_process(base_settings(tmp_path), log) as server:
         status, body = http_json(f"{server.url}/api/sessions/POLL0001")
     assert status == 200, (status, body, tail(log))
     assert body["session"]["code"] == "// typed over long-polling\n"
