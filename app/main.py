@@ -9,16 +9,17 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import socketio
 from aiohttp import web
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
+from app.broadcast import BroadcastManager
 from app.config import Settings
 from app.events import SocketEvents
 from app.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.models import Limits, utc_now
+from app.packets import OrjsonPackets
 from app.rooms import Rooms, RoomSettings
 from app.routes import SessionRoutes
 from app.sessions import Sessions
@@ -32,18 +33,6 @@ ROOMS_KEY = web.AppKey("rooms", Rooms)
 WRITER_KEY = web.AppKey("writer", DebouncedWriter)
 SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
 CLOSE_SOCKETS_SECONDS = 3.0
-
-
-class OrjsonPackets:
-    """The `json` module interface python-socketio asks for, backed by orjson."""
-
-    @staticmethod
-    def dumps(value: Any, **_: Any) -> str:
-        return orjson.dumps(value).decode()
-
-    @staticmethod
-    def loads(value: str | bytes, **_: Any) -> Any:
-        return orjson.loads(value)
 
 
 def _websocket_without_deflate(max_message_bytes: int) -> type[Any]:
@@ -79,6 +68,7 @@ def limits_from(settings: Settings) -> Limits:
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        client_manager=BroadcastManager(),
         cors_allowed_origins=settings.allowed_origins(),
         max_http_buffer_size=settings.max_http_body_bytes,
         json=OrjsonPackets,

@@ -30,6 +30,7 @@ COMMON_ERRORS = {
     "413": "The body is over the size limit",
     "415": "The body is not application/json",
     "429": "Too many requests from this address (see Retry-After)",
+    "503": "The session store is unavailable (retry later)",
 }
 
 
@@ -66,7 +67,7 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
             "summary": "Create a session (or complete one its creator's join made)",
             "requestBody": _body(CreateSessionBody),
             "responses": {"201": _json(CreatedAnswer, "Created")}
-            | _errors("400", "413", "415", "429"),
+            | _errors("400", "413", "415", "429", "503"),
         }},
         "/api/sessions/{roomId}": {
             "parameters": [ROOM_ID],
@@ -78,26 +79,26 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                 ],
                 "responses": {"200": _json(SessionAnswer, "The session")}
-                | _errors("400", "429", **not_found, **{"410": "Expired (and now deleted)"}),
+                | _errors("400", "429", "503", **not_found, **{"410": "Expired (and now deleted)"}),
             },
             "delete": {
                 "summary": "Delete a session and its chat",
                 "responses": {"200": _json(DoneAnswer, "Deleted")}
-                | _errors("400", "429", **not_found),
+                | _errors("400", "429", "503", **not_found),
             },
         },
         "/api/sessions/{roomId}/update": {"parameters": [ROOM_ID], "post": {
             "summary": "Update code, language or participants (through the live room)",
             "requestBody": _body(UpdateSessionBody),
             "responses": {"200": _json(DoneAnswer, "Updated")}
-            | _errors("400", "413", "415", "429", **not_found),
+            | _errors("400", "413", "415", "429", "503", **not_found),
         }},
         "/api/sessions/user/{userId}": {"get": {
             "summary": "A user's ten most recently active sessions",
             "parameters": [{"name": "userId", "in": "path", "required": True,
                             "schema": {"type": "string", "maxLength": limits.max_user_id_length}}],
             "responses": {"200": _json(UserSessionsAnswer, "Sessions, newest activity first")}
-            | _errors("400", "429"),
+            | _errors("400", "429", "503"),
         }},
         "/api/health": {"get": {
             "summary": "Liveness", "responses": {"200": _json(HealthAnswer, "Serving")},

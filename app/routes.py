@@ -55,10 +55,10 @@ class SessionRoutes:
         app.router.add_get("/api/health", self.health)
         app.router.add_get("/api/ready", self.ready)
         app.router.add_post("/api/sessions/create", self.create)
-        app.router.add_get("/api/sessions/user/{userId}", self.list_for_user)
-        app.router.add_get("/api/sessions/{roomId}", self.get)
-        app.router.add_post("/api/sessions/{roomId}/update", self.update)
-        app.router.add_delete("/api/sessions/{roomId}", self.delete)
+        app.router.add_get("/api/sessions/user/{userId:[^/]+}", self.list_for_user)
+        app.router.add_get("/api/sessions/{roomId:[^/]+}", self.get)
+        app.router.add_post("/api/sessions/{roomId:[^/]+}/update", self.update)
+        app.router.add_delete("/api/sessions/{roomId:[^/]+}", self.delete)
 
     def _room_id(self, request: web.Request) -> str:
         room_id = request.match_info["roomId"]

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.errors import InvalidPayload
 from app.models import Limits
+from app.packets import Undecodable
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -20,6 +21,8 @@ def describe(error: ValidationError) -> str:
 
 
 def parse(model: type[ModelT], data: object, limits: Limits) -> ModelT:
+    if isinstance(data, Undecodable):
+        raise InvalidPayload("payload: malformed or too deeply nested JSON")
     if not isinstance(data, dict):
         raise InvalidPayload("payload: expected a JSON object")
     try:

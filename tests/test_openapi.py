@@ -1,0 +1,365 @@
+"""GET /api/openapi.json: a valid OpenAPI 3.1 document with a path for every REST route, and
+every real answer of every route (successes and errors, from running servers) validates
+against the schema the document gives for that status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.fakes import FlakyStore
+from tests.support import Client, RunningServer, fast_settings, running_server
+
+DOC_URI = "urn:codecollab:openapi"
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+UNDOCUMENTED_ROUTES = {"/api/openapi.json"}  # the document does not describe itself
+ROOM = "OPENAPI"
+QUIET = {"reconnect_grace_seconds": 0, "rest_requests_per_minute": 100_000}
+
+
+async def fetch_document(server: RunningServer) -> dict[str, Any]:
+    status, document = await server.http("GET", "/api/openapi.json")
+    assert status == 200, document
+    assert isinstance(document, dict)
+    return document
+
+
+def pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901) into the document."""
+    return "#/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in refs(value)]
+    return []
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def app_routes(server: RunningServer) -> set[tuple[str, str]]:
+    """(path template, method) of every REST route the app serves."""
+    routes = set()
+    for route in server.app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if path.startswith("/api/") and route.method not in ("HEAD", "*"):
+            routes.add((re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", path), route.method.lower()))
+    return routes
+
+
+# -- the document itself -------------------------------------------------------------------------
+
+
+async def test_the_document_is_valid_openapi_3_1(server: RunningServer) -> None:
+    document = await fetch_document(server)
+    assert document["openapi"].startswith("3.1.")
+    assert document["info"]["title"] and document["info"]["version"]
+    # The OpenAPI 3.1 meta-schema, then dangling references and path parameters; raises.
+    validate(document, cls=OpenAPIV31SpecValidator)
+
+
+async def test_the_document_has_a_path_for_every_route(server: RunningServer) -> None:
+    document = await fetch_document(server)
+    served = {(path, method) for path, method in app_routes(server)}
+    described = {
+        (path, method)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+    assert served - {(p, m) for p, m in served if p in UNDOCUMENTED_ROUTES} == described
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            assert operation["responses"], (path, method)
+            assert any(status.startswith("2") for status in operation["responses"])
+            declared = item.get("parameters", []) + operation.get("parameters", [])
+            in_path = {p["name"] for p in declared if p["in"] == "path"}
+            assert in_path == set(re.findall(r"\{(\w+)\}", path)), (path, method)
+            assert all(p["required"] for p in declared if p["in"] == "path")
+            if method == "post":
+                body = operation["requestBody"]["content"]
+                assert list(body) == ["application/json"], (path, body)
+            for status, response in operation["responses"].items():
+                assert response["description"], (path, method, status)
+                assert list(response["content"]) == ["application/json"], (path, status)
+
+
+async def test_every_reference_resolves_and_every_schema_is_valid(server: RunningServer) -> None:
+    document = await fetch_document(server)
+    schemas = document["components"]["schemas"]
+    assert schemas
+    for ref in refs(document):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert isinstance(resolve(document, ref), dict), ref
+    for name, schema in schemas.items():
+        Draft202012Validator.check_schema(schema)
+        assert schema.get("type") == "object", name
+
+
+# -- real answers against the document -------------------------------------------------------------
+
+
+@dataclass
+class Answers:
+    """Validates real answers against the document; remembers which statuses were seen."""
+
+    document: dict[str, Any]
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        resource = Resource.from_contents(self.document, default_specification=DRAFT202012)
+        self.registry: Registry[Any] = Registry().with_resource(DOC_URI, resource)
+
+    def documented(self) -> set[tuple[str, str, str]]:
+        return {
+            (path, method, status)
+            for path, item in self.document["paths"].items()
+            for method, operation in item.items()
+            if method in METHODS
+            for status in operation["responses"]
+        }
+
+    def check(self, template: str, method: str, status: int, content_type: str, body: Any) -> None:
+        operation = self.document["paths"][template][method]
+        assert str(status) in operation["responses"], (
+            f"{method.upper()} {template} answered {status}, which the document does not list",
+            body,
+        )
+        assert content_type == "application/json", (template, status, content_type)
+        location = pointer(
+            "paths",
+            template,
+            method,
+            "responses",
+            str(status),
+            "content",
+            "application/json",
+            "schema",
+        )
+        validator = Draft202012Validator(
+            {"$ref": DOC_URI + location},
+            registry=self.registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
+        assert problems == [], (method.upper(), template, status, body)
+        self.seen.add((template, method, str(status)))
+
+
+async def call(
+    server: RunningServer,
+    answers: Answers,
+    template: str,
+    method: str,
+    expected: int,
+    *,
+    path: str | None = None,
+    body: bytes | None = None,
+    json_body: Any = None,
+    content_type: str = "application/json",
+) -> Any:
+    """Request `path` (default: the template), expect this status, validate the answer."""
+    data = json.dumps(json_body).encode() if json_body is not None else body
+    headers = {"Content-Type": content_type} if data is not None else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(
+            method.upper(), server.url + (path or template), data=data, headers=headers
+        ) as response,
+    ):
+        raw = await response.read()
+        status, media = response.status, response.content_type
+    assert status == expected, (method, path or template, status, raw[:300])
+    parsed = json.loads(raw)
+    answers.check(template, method, status, media, parsed)
+    return parsed
+
+
+@asynccontextmanager
+async def serving(
+    tmp_path: Path, store: Any = None, **overrides: Any
+) -> AsyncIterator[RunningServer]:
+    settings = fast_settings(tmp_path, **{**QUIET, **overrides})
+    async with running_server(settings, store) as server:
+        yield server
+
+
+CREATE = "/api/sessions/create"
+SESSION = "/api/sessions/{roomId}"
+UPDATE = "/api/sessions/{roomId}/update"
+USER = "/api/sessions/user/{userId}"
+
+
+async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_path: Path) -> None:
+    # A small code limit keeps the 413 body small (the limit is max_code_bytes * 6 + 64 KiB).
+    async with serving(tmp_path / "main", max_code_bytes=1000) as server:
+        answers = Answers(await fetch_document(server))
+        too_big = b'{"code": "' + b"a" * 80_000 + b'"}'
+
+        # Successes, with every optional part present: participants, chat, sessions.
+        created = {"roomId": ROOM, "creatorName": "Ann", "creatorUserId": "user-ann"}
+        await call(server, answers, CREATE, "post", 201, json_body=created)
+        client = Client()
+        await client.connect(server.url)
+        try:
+            assert (await client.join(ROOM, "Bob", "user-bob"))["ok"]
+            chat = {"roomId": ROOM, "message": {"id": "m-1", "message": "hi"}}
+            assert (await client.call("chatMessage", chat))["ok"]
+            assert (await client.call("chatMessage", {"roomId": ROOM, "message": "again"}))["ok"]
+            anonymous = Client()
+            await anonymous.connect(server.url)
+            assert (await anonymous.call("joinRoom", {"roomId": ROOM, "userName": None}))["ok"]
+            await anonymous.close()
+            session = await call(server, answers, SESSION, "get", 200, path=f"/api/sessions/{ROOM}")
+            assert len(session["session"]["messages"]) == 2
+            assert len(session["session"]["participants"]) == 3
+            update = {"code": "x", "language": "go", "participants": [{"name": "Cy"}]}
+            await call(
+                server,
+                answers,
+                UPDATE,
+                "post",
+                200,
+                path=f"/api/sessions/{ROOM}/update",
+                json_body=update,
+            )
+        finally:
+            await client.close()
+        listed = await call(server, answers, USER, "get", 200, path="/api/sessions/user/user-ann")
+        assert [s["roomId"] for s in listed["sessions"]] == [ROOM]
+        await call(server, answers, USER, "get", 200, path="/api/sessions/user/nobody")
+        await call(server, answers, "/api/health", "get", 200)
+        await call(server, answers, "/api/ready", "get", 200)
+
+        # Refusals.
+        await call(server, answers, CREATE, "post", 400, json_body={"roomId": "X"})
+        await call(server, answers, CREATE, "post", 400, json_body={**created, "roomId": "a b"})
+        await call(server, answers, CREATE, "post", 400, json_body=created)  # exists
+        await call(server, answers, CREATE, "post", 400, body=b"{nope")
+        await call(server, answers, CREATE, "post", 413, body=too_big)
+        await call(server, answers, CREATE, "post", 415, body=b"{}", content_type="text/plain")
+        await call(server, answers, SESSION, "get", 400, path="/api/sessions/a.b")
+        await call(server, answers, SESSION, "get", 400, path=f"/api/sessions/{ROOM}?limit=0")
+        await call(server, answers, SESSION, "get", 404, path="/api/sessions/NOSUCH")
+        await call(server, answers, SESSION, "delete", 400, path="/api/sessions/a.b")
+        await call(server, answers, SESSION, "delete", 404, path="/api/sessions/NOSUCH")
+        update_path = f"/api/sessions/{ROOM}/update"
+        await call(server, answers, UPDATE, "post", 400, path=update_path, json_body={"code": 1})
+        await call(server, answers, UPDATE, "post", 400, path=update_path, body=b"[")
+        await call(
+            server, answers, UPDATE, "post", 400, path="/api/sessions/a.b/update", json_body={}
+        )
+        await call(
+            server, answers, UPDATE, "post", 404, path="/api/sessions/NOSUCH/update", json_body={}
+        )
+        await call(server, answers, UPDATE, "post", 413, path=update_path, body=too_big)
+        await call(
+            server,
+            answers,
+            UPDATE,
+            "post",
+            415,
+            path=update_path,
+            body=b"{}",
+            content_type="text/plain",
+        )
+        await call(server, answers, USER, "get", 400, path="/api/sessions/user/" + "u" * 129)
+        await call(server, answers, SESSION, "delete", 200, path=f"/api/sessions/{ROOM}")
+
+    # 429 from every limited route.
+    async with serving(tmp_path / "limited", rest_requests_per_minute=1) as server:
+        await call(server, answers, USER, "get", 200, path="/api/sessions/user/u")
+        await call(server, answers, CREATE, "post", 429, json_body=created)
+        await call(server, answers, SESSION, "get", 429, path="/api/sessions/ANY")
+        await call(server, answers, SESSION, "delete", 429, path="/api/sessions/ANY")
+        await call(
+            server, answers, UPDATE, "post", 429, path="/api/sessions/ANY/update", json_body={}
+        )
+        await call(server, answers, USER, "get", 429, path="/api/sessions/user/u")
+
+    # 410 for an expired session; 503 from every session route while the store is down.
+    store = FlakyStore(tmp_path / "expiring.sqlite3")
+    async with serving(
+        tmp_path / "expiring", store, session_ttl_seconds=0.3, room_idle_seconds=0.05
+    ) as server:
+        await call(server, answers, CREATE, "post", 201, json_body={**created, "roomId": "OLD"})
+        await asyncio.sleep(0.45)
+        await call(server, answers, SESSION, "get", 410, path="/api/sessions/OLD")
+        store.failing = True
+        await call(server, answers, "/api/ready", "get", 503)
+        for template, method, path, json_body in (p.values for p in STORE_DOWN_ROUTES):
+            await call(server, answers, template, method, 503, path=path, json_body=json_body)
+        store.failing = False
+
+    assert answers.documented() - answers.seen == set()  # every documented answer was seen
+
+
+STORE_DOWN_ROUTES = [
+    pytest.param(
+        CREATE, "post", "/api/sessions/create", {"roomId": "NEW", "creatorName": "A"}, id="create"
+    ),
+    pytest.param(SESSION, "get", "/api/sessions/COLD", None, id="get"),
+    pytest.param(SESSION, "delete", "/api/sessions/COLD", None, id="delete"),
+    pytest.param(UPDATE, "post", "/api/sessions/COLD/update", {"code": "x"}, id="update"),
+    pytest.param(USER, "get", "/api/sessions/user/user-ann", None, id="user-sessions"),
+]
+
+
+@pytest.mark.parametrize(("template", "method", "path", "json_body"), STORE_DOWN_ROUTES)
+async def test_while_the_store_is_down_the_session_routes_answer_503_json(
+    tmp_path: Path, template: str, method: str, path: str, json_body: Any
+) -> None:
+    store = FlakyStore(tmp_path / "down.sqlite3")
+    async with serving(tmp_path, store) as server:
+        document = await fetch_document(server)
+        store.failing = True
+        data = json.dumps(json_body).encode() if json_body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method.upper(), server.url + path, data=data, headers=headers) as reply,
+        ):
+            assert reply.status == 503, await reply.text()
+            assert reply.content_type == "application/json"
+            body = await reply.json()
+        store.failing = False
+    error_schema = {"$ref": DOC_URI + "#/components/schemas/ErrorAnswer"}
+    registry = Registry().with_resource(
+        DOC_URI, Resource.from_contents(document, default_specification=DRAFT202012)
+    )
+    assert list(Draft202012Validator(error_schema, registry=registry).iter_errors(body)) == []
+
+
+@pytest.mark.parametrize(("template", "method", "path", "json_body"), STORE_DOWN_ROUTES)
+async def test_the_503_answer_of_the_session_routes_is_documented(
+    server: RunningServer, template: str, method: str, path: str, json_body: Any
+) -> None:
+    document = await fetch_document(server)
+    responses = document["paths"][template][method]["responses"]
+    assert "503" in responses, sorted(responses)
+    schema = responses["503"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ErrorAnswer"}
