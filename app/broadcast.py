@@ -1,11 +1,18 @@
-"""A Socket.IO client manager that hands a broadcast to every recipient without a task each.
+"""Room broadcasts: encoded once, handed to every recipient without a task each.
 
 python-socketio's `AsyncManager.emit` encodes a room broadcast once, then creates one
-asyncio task per recipient (each task runs `eio.send_packet`, which only puts the packet
-on the recipient's Engine.IO queue) and awaits them all with `asyncio.wait`. Here the
-already encoded Engine.IO packet is put on each recipient's queue directly: same packet,
-same queue, same order, none of the per-recipient tasks, and `emit` no longer suspends the
-handler that calls it.
+asyncio task per recipient; each task puts the packet on the recipient's Engine.IO queue,
+whose writer task wakes up (through `asyncio.wait_for`, one more task and timer), encodes
+the text to UTF-8 and writes one WebSocket frame. `BroadcastManager` keeps the packets and
+their order but drops that machinery:
+
+- the WebSocket frame (header + UTF-8 payload) is built once per broadcast;
+- a recipient whose Engine.IO writer is idle (blocked waiting for its queue: nothing is
+  queued and nothing taken but unwritten) and whose socket buffer is not backed up gets
+  the frame written to its transport at once, synchronously; any other recipient gets the
+  packet on its queue, behind what is already there, exactly like the stock path. Either
+  way a recipient receives packets in the order they were emitted;
+- `emit` never suspends the handler that calls it.
 
 Code updates are coalesced per recipient: when a recipient's queue still holds, as its
 last packet, a `codeUpdate` of the same room that its writer has not taken yet, the new one
@@ -13,20 +20,42 @@ replaces it (each carries the room's whole text and version, so the newest super
 older). That happens only when a client (or the server) cannot keep up; it bounds the
 backlog instead of sending stale texts. Nothing else is ever coalesced: chat and every
 other event keep one packet per emit, in order.
+
+Only WebSocket connections made through `direct_websocket` (permessage-deflate off) take
+the direct path; long-polling clients and compressed WebSockets always use the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import socketio
+from aiohttp.web import WebSocketResponse
 from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
 
 COALESCED_EVENTS = frozenset({"codeUpdate"})
+# Write directly only while the socket's send buffer holds less than this; beyond, the
+# queue's writer (which waits for the buffer to drain) takes over.
+DIRECT_WRITE_BUFFER_LIMIT = 64 * 1024
+DIRECT_WRITES = True  # benchmarks switch it off to measure what it brings
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked WebSocket text frame (RFC 6455 5.2) carrying `payload`."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
 
 
 class _RoomPacket(eio_packet.Packet):  # type: ignore[misc]
@@ -36,14 +65,85 @@ class _RoomPacket(eio_packet.Packet):  # type: ignore[misc]
     def __init__(self, data: str, key: tuple[str, str, str] | None) -> None:
         super().__init__(eio_packet.MESSAGE, data)
         self.key = key
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.encode().encode("utf-8"))
+        return self._frame
+
+    def release_frame(self) -> None:
+        self._frame = None
+
+
+class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
+    """Engine.IO's aiohttp WebSocket without permessage-deflate, which can also be written
+    to synchronously while its Engine.IO writer is idle (see `write_now`)."""
+
+    max_message_bytes = 0  # set by direct_websocket()
+    registry: dict[str, DirectWebSocket]  # Engine.IO sid -> its open WebSocket
+
+    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = WebSocketResponse(max_msg_size=self.max_message_bytes, compress=False)
+        await self._sock.prepare(request)
+        self.environ = environ
+        self.transport: asyncio.Transport | None = request.transport
+        self.sending = False
+        # The handler is the Engine.IO socket's bound _websocket_handler.
+        owner = getattr(self.handler, "__self__", None)
+        sid = getattr(owner, "sid", None)
+        if isinstance(sid, str):
+            self.registry[sid] = self
+        try:
+            await self.handler(self)
+        finally:
+            self.transport = None
+            if isinstance(sid, str) and self.registry.get(sid) is self:
+                del self.registry[sid]
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        """Called by the Engine.IO writer task for every queued packet."""
+        self.sending = True
+        try:
+            await super().send(message)
+        finally:
+            self.sending = False
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write a whole frame now if nothing can be ahead of it; False: use the queue."""
+        transport = self.transport
+        if (
+            transport is None
+            or self.sending
+            or self._sock.closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_BUFFER_LIMIT
+        ):
+            return False
+        transport.write(frame)
+        return True
+
+
+def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[Any]:
+    """The WebSocket class for Engine.IO's aiohttp driver, bound to `manager`."""
+    return type(
+        "DirectWebSocket",
+        (DirectWebSocket,),
+        {"max_message_bytes": max_message_bytes, "registry": getattr(manager, "websockets", {})},
+    )
 
 
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
-    """`socketio.AsyncManager` whose room broadcasts enqueue directly (see module doc)."""
+    """`socketio.AsyncManager` whose broadcasts skip the per-recipient tasks (module doc)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.coalesced = 0  # packets replaced by a newer one before being sent
+        self.websockets: dict[str, DirectWebSocket] = {}
+        self.written = 0  # deliveries written directly
+        self.queued = 0  # deliveries put on a queue
+        self.coalesced = 0  # queued code updates replaced by a newer one before being sent
 
     async def emit(
         self,
@@ -76,16 +176,16 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
             return
         key = (namespace, room, event) if event in COALESCED_EVENTS and room is not None else None
-        pkt = _RoomPacket(encoded, key)
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        self._enqueue(
-            pkt,
+        self.deliver(
+            _RoomPacket(encoded, key),
             (eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip),
         )
 
-    def _enqueue(self, pkt: _RoomPacket, eio_sids: Iterable[str]) -> None:
+    def deliver(self, pkt: _RoomPacket, eio_sids: Iterable[str]) -> None:
         eio = self.server.eio
         sockets = eio.sockets
+        websockets = self.websockets if DIRECT_WRITES else {}
         ping_timeout = eio.ping_timeout
         now = time.time()
         for eio_sid in eio_sids:
@@ -99,12 +199,26 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
                 task.add_done_callback(_ignore_result)
                 continue
             queue = socket.queue
+            if (
+                # Its writer waits for a packet: nothing is queued and nothing in flight
+                # (a packet taken from the queue but not written yet would be overtaken).
+                getattr(queue, "_getters", None)
+                and not socket.closing
+                and socket.upgraded
+                and not socket.upgrading
+                and (ws := websockets.get(eio_sid)) is not None
+                and ws.write_now(pkt.frame())
+            ):
+                self.written += 1
+                continue
             pending = getattr(queue, "_queue", None)  # asyncio.Queue's deque
             if pkt.key is not None and pending and getattr(pending[-1], "key", None) == pkt.key:
                 pending[-1] = pkt  # not sent yet: the newer full text supersedes it
                 self.coalesced += 1
             else:
                 queue.put_nowait(pkt)
+                self.queued += 1
+        pkt.release_frame()  # queued copies keep only the text, not the frame as well
 
 
 def _ignore_result(task: asyncio.Task[Any]) -> None:

@@ -11,10 +11,8 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from aiohttp.web import WebSocketResponse
-from engineio.async_drivers import aiohttp as engineio_aiohttp
 
-from app.broadcast import BroadcastManager
+from app.broadcast import BroadcastManager, direct_websocket
 from app.config import Settings
 from app.events import SocketEvents
 from app.middleware import cors, json_errors, rest_rate_limit, security_headers
@@ -33,25 +31,6 @@ ROOMS_KEY = web.AppKey("rooms", Rooms)
 WRITER_KEY = web.AppKey("writer", DebouncedWriter)
 SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
 CLOSE_SOCKETS_SECONDS = 3.0
-
-
-def _websocket_without_deflate(max_message_bytes: int) -> type[Any]:
-    """Engine.IO's aiohttp websocket, with permessage-deflate off.
-
-    Browsers always offer deflate and aiohttp accepts it by default; compressing every small
-    frame more than doubles the CPU spent per delivery.
-    """
-
-    class PlainWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
-        async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
-            request = environ["aiohttp.request"]
-            self._sock = WebSocketResponse(max_msg_size=max_message_bytes, compress=False)
-            await self._sock.prepare(request)
-            self.environ = environ
-            await self.handler(self)
-            return self._sock
-
-    return PlainWebSocket
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -76,7 +55,7 @@ def create_socketio(settings: Settings) -> socketio.AsyncServer:
     if not settings.websocket_compression:
         sio.eio._async = {
             **sio.eio._async,
-            "websocket": _websocket_without_deflate(settings.max_http_body_bytes),
+            "websocket": direct_websocket(sio.manager, settings.max_http_body_bytes),
         }
     return sio
 

@@ -9,14 +9,22 @@ SETUP (once)
 
 TARGETS (--targets, comma separated; the FIRST one is the baseline of the ratios)
     app         our server: --app-cmd (default "{python} -m app", run in the repo
-                root with env PORT=<port> DATA_DIR=<fresh tmp dir>)
+                root with env PORT=<port> DATA_DIR=<fresh tmp dir>), plus the
+                benchmark environment APP_ENV (below); --env overrides it
     bare        scripts/relay_bare.py: minimal python-socketio/aiohttp relay
     bare-tuned  scripts/relay_bare.py --tuned (no ws deflate, uvloop, gc.freeze)
     node        scripts/loadbench/relay_node.mjs: socket.io 4.8 relay, same events
     url         an already running server given by --url (server CPU/RSS only if
                 --server-pid is given)
     NAME        any --extra-target NAME='CMD' (CMD may use {python} {port} {root}
-                {node} {data_dir}; env PORT / DATA_DIR are set too)
+                {node} {data_dir}; env PORT / DATA_DIR are set too); a NAME starting
+                with "app" gets APP_ENV as well (e.g. app-nogc='env X=1 {python} -m app')
+
+APP_ENV (environment of app targets; raise the abuse limits that would otherwise
+refuse the load, keep everything else at its default):
+    MAX_CLIENTS_PER_ROOM=1000 MAX_CONNECTIONS_PER_ADDRESS=100000
+    NEW_CONNECTIONS_PER_MINUTE=1000000 RATE_CODE_PER_SECOND=1000 RATE_CODE_BURST=2000
+    LOG_LEVEL=warning
     Every run of a started target gets a fresh server process on a free port of
     127.0.0.1 (stopped afterwards); targets alternate A B A B for --rounds.
 
@@ -24,14 +32,39 @@ SCENARIOS (--scenarios, comma separated)
     a   50 rooms x 4 clients, 10 codeChange/s per room (2 KB full text)
     b   200 rooms x 5 clients, 20/s per room
     c   1 hot room x 100 clients, 20/s
-    d   saturation: 200 x 5, per-room rate stepped through --d-rates until
-        p99 > --d-p99 ms or delivery ratio < --d-min-ratio; reports the highest
-        rate that held (per target, median over rounds)
+    d   saturation: 200 x 5, the highest per-room rate with p99 <= --d-p99 ms and
+        delivery ratio >= --d-min-ratio (no lost delivery). Search: ramp x1.5
+        from 2/s/room until a rate fails, then 3 bisections between the last rate
+        that held and the first that failed (~5% resolution); a failing step is
+        re-measured --d-retries times (noise guard). --d-rates R1,R2,.. steps
+        through fixed rates instead. Reports, per target, the median over rounds.
     e   idle connections (--e-conns, default 5000): connect all in batches of
         --e-batch, server RSS before/after, KB per connection (+ RSS after the
         clients left). --e-join also makes them join rooms of 5.
+    f   persistence cost (python-socketio clients, not the generator):
+        - join latency: `joins` rooms of `code_kb` KB of code and `messages` chat
+          messages are written into the app's SQLite file before it starts
+          (app.storage.sqlite.SqliteSessionStore); per room: GET /api/sessions/:id
+          (cold: not in memory), a first joinRoom (cold: loaded from the store;
+          ms until the ack that carries the code), a second joinRoom (warm), GET
+          again (warm). The relays persist nothing: they get the same joins on an
+          empty room (ms until roomUsers), for reference.
+        - store writes: `rooms` rooms of a typist and a watcher; each typist sends
+          a full-text codeChange `rate` times a second for `seconds`; every write
+          the server makes is announced to the room as sessionSaved, which the
+          watchers count: writes/room/min (in the typing window) and the median
+          interval between two writes of a room (expected: SAVE_MAX_DELAY_SECONDS,
+          10 s, i.e. ~6 writes/room/min, not one per keystroke).
+    g   slow consumers (not in the default list): `rooms` rooms of a typist sending a
+        `size`-byte document (100 KB) `rate` times a second, a reader, and a client
+        that stops reading its socket for `stall` s (raw WebSocket client, so nothing
+        reads for it); server RSS growth during the stall, then how many codeUpdates
+        (and MB) the stalled client receives before it holds the current version, and
+        how long that takes; p99 of the readers that kept up. Shows what coalescing a
+        room's code updates (app/broadcast.py) saves.
     Per-scenario knobs: --set a.rate=20 --set c.clients=50 --set b.size=8192 ...
-    (keys: rooms clients rate chat_rate size; e: conns; d: rates)
+    (keys: rooms clients rate chat_rate size; e: conns; d: rates;
+     f: rooms rate seconds code_kb messages joins; g: rooms rate size stall after)
 
 WHAT IS MEASURED
     In each room client 0 types (full-text codeChange, payload --size bytes,
@@ -54,8 +87,15 @@ EXAMPLES
     python scripts/bench.py --quick --targets bare,bare-tuned,node --scenarios a,c,e
     # our server vs node, 3 rounds, 10 s windows, raw results to a file
     python scripts/bench.py --targets node,app --rounds 3 --seconds 10 --json-out /tmp/b.json
-    # scenario c needs rooms of 100: raise the app's room cap (env of started servers)
-    python scripts/bench.py --targets node,app --scenarios c --env MAX_CLIENTS_PER_ROOM=100
+    # the app's defaults for a target (APP_ENV raises the caps; --env adds/overrides)
+    python scripts/bench.py --targets node,app --scenarios c --env MAX_CLIENTS_PER_ROOM=50
+    # the full comparison of docs/benchmarks.md (about 35 minutes on 2 cores)
+    python scripts/bench.py --targets bare-tuned,app,node --scenarios a,b,c,d,e,f \
+        --rounds 2 --wait-quiet 60 --json-out /tmp/bench.json
+    # one optimisation measured: the app against a variant with it switched off
+    python scripts/bench.py --targets app-off,app --scenarios d --extra-target \
+        "app-off={python} -c 'import runpy, app.broadcast as b; b.DIRECT_WRITES = False; \
+        runpy.run_module(\"app\", run_name=\"__main__\")'"
     # a different app command
     python scripts/bench.py --targets node,app --app-cmd "{python} -m app --workers 1"
     # against a server you started yourself
@@ -84,6 +124,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -106,6 +147,23 @@ LB_DIR = os.path.join(ROOT, "scripts", "loadbench")
 GEN = os.path.join(LB_DIR, "gen.mjs")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+# Environment of the "app" target (before --env, which overrides it): the app's abuse
+# limits are raised so that the benchmark measures throughput, not the limits; logging
+# at warning keeps the access log out of the measurement. Everything else (storage,
+# validation, debounced writes) stays at its defaults.
+APP_ENV = {
+    "MAX_CLIENTS_PER_ROOM": "1000",
+    "MAX_CONNECTIONS_PER_ADDRESS": "100000",
+    "NEW_CONNECTIONS_PER_MINUTE": "1000000",
+    "RATE_CODE_PER_SECOND": "1000",
+    "RATE_CODE_BURST": "2000",
+    "LOG_LEVEL": "warning",
+}
+
+# Events the app sends that the relays do not, and that are not a problem (the debounced
+# writer announces every store write to the room).
+EXPECTED_EVENTS = {"sessionSaved"}
+
 TARGET_CMDS = {
     "bare": "{python} scripts/relay_bare.py --port {port}",
     "bare-tuned": "{python} scripts/relay_bare.py --port {port} --tuned",
@@ -116,11 +174,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "a": {"kind": "load", "rooms": 50, "clients": 4, "rate": 10.0},
     "b": {"kind": "load", "rooms": 200, "clients": 5, "rate": 20.0},
     "c": {"kind": "load", "rooms": 1, "clients": 100, "rate": 20.0},
-    "d": {"kind": "saturation", "rooms": 200, "clients": 5,
-          "rates": [2, 5, 10, 15, 20, 30, 40, 60]},
+    "d": {"kind": "saturation", "rooms": 200, "clients": 5, "rates": None,
+          "start": 2.0, "factor": 1.5, "refine": 3, "max_rate": 200.0},
     "e": {"kind": "idle", "conns": 5000},
+    "g": {"kind": "slow", "rooms": 5, "rate": 10.0, "size": 100_000, "stall": 30.0,
+          "after": 30.0},
+    "f": {"kind": "persist", "rooms": 20, "rate": 5.0, "seconds": 30.0, "code_kb": 500,
+          "messages": 5000, "joins": 3},
 }
-QUICK_D_RATES = [2, 5, 10, 20, 40]
 
 H_BASE, H_G = 0.001, 1.01  # must match gen.mjs
 
@@ -338,7 +399,13 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-async def start_server(args: argparse.Namespace, target: str, tag: str) -> Server:
+def app_like(target: str) -> bool:
+    """Targets that are this server (persistence, REST), as opposed to the reference relays."""
+    return target.startswith("app")
+
+
+async def start_server(args: argparse.Namespace, target: str, tag: str,
+                       prepare: Any = None) -> Server:
     if target == "url":
         srv = Server(target, args.url.rstrip("/"), pid=args.server_pid)
         if not await asyncio.to_thread(http_ok, srv.url + "/api/health", 3.0):
@@ -346,11 +413,15 @@ async def start_server(args: argparse.Namespace, target: str, tag: str) -> Serve
         return srv
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix=f"bench-{target}-")
+    if prepare is not None:
+        await prepare(data_dir)
     cmd = target_command(args, target).format(
         python=shlex.quote(args.python), port=port, root=shlex.quote(ROOT),
         node=shlex.quote(args.node), data_dir=shlex.quote(data_dir))
     env = dict(os.environ, PORT=str(port), DATA_DIR=data_dir, PYTHONUNBUFFERED="1",
                HOST="127.0.0.1")
+    if app_like(target):  # "app" and --extra-target variants named app*
+        env.update(APP_ENV)
     env.update(args.env)
     log_path = os.path.join(args.log_dir, f"server-{target}-{tag}.log")
     lf = open(log_path, "wb")  # noqa: SIM115, ASYNC230 (closed in stop_server)
@@ -552,26 +623,67 @@ async def scenario_load(args: argparse.Namespace, sc: dict[str, Any],
 
 async def scenario_saturation(args: argparse.Namespace, sc: dict[str, Any],
                               srv: Server) -> dict[str, Any]:
+    """Highest per-room rate that holds p99 <= --d-p99 and delivery ratio >= --d-min-ratio.
+
+    With explicit rates (--d-rates / --set d.rates=...): step through them until one fails.
+    Otherwise search: ramp from `start` by `factor` until a rate fails, then bisect
+    (geometric mean) `refine` times between the last rate that held and the first that
+    failed (3 refinements of a 1.5 ramp: within ~5%). A failing step is measured again up to
+    --d-retries times (a noisy neighbour can spoil one window); it fails if every try fails.
+    """
     pool = GenPool(args, srv.url, sc["rooms"], sc["clients"], sc["size"], args.procs)
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     fail_reason = None
-    try:
-        ready = ready_summary(await pool.start())
-        for rate in sc["rates"]:
-            r = await measured_run(args, pool, srv, float(rate), sc["chat_rate"])
+
+    async def attempt(rate: float) -> dict[str, Any] | None:
+        nonlocal fail_reason
+        for n in range(1 + args.d_retries):
+            if steps:
+                await asyncio.sleep(args.d_pause)  # let a backlog of the last step clear
+            r = await measured_run(args, pool, srv, rate, sc["chat_rate"])
             p99 = r["latency_ms"]["p99"]
             ok = (r["ratio"] is not None and r["ratio"] >= args.d_min_ratio
                   and p99 is not None and p99 <= args.d_p99)
-            r["held"] = ok
+            r["held"], r["try"] = ok, n + 1
             steps.append(r)
-            log(f"    rate {rate}/s/room: deliv/s {r['deliveries_per_s']:.0f} ratio "
+            log(f"    rate {rate:.3g}/s/room: deliv/s {r['deliveries_per_s']:.0f} ratio "
                 f"{fmt(r['ratio'], 3)} p99 {fmt(p99)} ms srv {fmt(r['srv_cpu_pct'], 0)}% "
                 f"gen {fmt(r['gen_cpu_pct'], 0)}% -> {'held' if ok else 'FAILED'}")
-            if not ok:
-                fail_reason = (f"rate {rate}: ratio {fmt(r['ratio'], 3)}, p99 {fmt(p99)} ms")
-                break
-            best = r
+            if ok:
+                return r
+            fail_reason = f"rate {rate:.3g}: ratio {fmt(r['ratio'], 3)}, p99 {fmt(p99)} ms"
+        return None
+
+    try:
+        ready = ready_summary(await pool.start())
+        if sc.get("rates"):
+            for rate in sc["rates"]:
+                r = await attempt(float(rate))
+                if r is None:
+                    break
+                best = r
+        else:
+            rate, failed_at = float(sc["start"]), None
+            while rate <= sc["max_rate"]:
+                r = await attempt(rate)
+                if r is None:
+                    failed_at = rate
+                    break
+                best = r
+                rate *= sc["factor"]
+            if failed_at is not None:
+                lo = best["rate"] if best else 0.0
+                hi = failed_at
+                for _ in range(int(sc["refine"])):
+                    mid = math.sqrt(lo * hi) if lo > 0 else hi / 2
+                    r = await attempt(mid)
+                    if r is None:
+                        hi = mid
+                    else:
+                        best, lo = r, mid
+                if best is not None:
+                    fail_reason = f"{fail_reason} (lowest failing rate {hi:.3g})"
     finally:
         await pool.close()
     return {
@@ -624,6 +736,341 @@ async def scenario_idle(args: argparse.Namespace, sc: dict[str, Any],
     }
 
 
+# --------------------------------------------------------------------------- scenario f
+F_BIG_ROOM = "f-big-{i}"
+
+
+def persist_preparer(sc: dict[str, Any]) -> Any:
+    """Write the rooms of scenario f into the app's SQLite file before it starts: `joins`
+    rooms of `code_kb` KB of code and `messages` chat messages each."""
+
+    async def prepare(data_dir: str) -> None:
+        if ROOT not in sys.path:
+            sys.path.insert(0, ROOT)
+        from datetime import UTC, datetime, timedelta
+        from pathlib import Path
+
+        from app.models import ChatRecord, SessionRecord
+        from app.storage.sqlite import SqliteSessionStore
+
+        now = datetime.now(UTC).replace(microsecond=0)
+        store = SqliteSessionStore(Path(data_dir) / "sessions.sqlite3")
+        await store.open()
+        try:
+            line = "    const value = compute(items[index], options); // padding line\n"
+            code = (line * (sc["code_kb"] * 1024 // len(line) + 1))[: sc["code_kb"] * 1024]
+            for i in range(sc["joins"]):
+                room_id = F_BIG_ROOM.format(i=i)
+                n = sc["messages"]
+                for start in range(0, n, 1000):
+                    await store.append_messages([
+                        ChatRecord(room_id=room_id, version=v + 1, id=f"m{v}",
+                                   user_id=f"u{v % 7}", user_name=f"user {v % 7}",
+                                   message=f"chat message number {v} with some ordinary text",
+                                   timestamp=now, expires_at=now + timedelta(days=7))
+                        for v in range(start, min(n, start + 1000))])
+                await store.save(SessionRecord(
+                    room_id=room_id, code=code, language="javascript", version=n + 1,
+                    creator_name="bench", creator_user_id="u0", created_at=now,
+                    last_activity=now, expires_at=now + timedelta(days=7)))
+        finally:
+            await store.close()
+
+    return prepare
+
+
+async def _timed_get(http: Any, url: str) -> tuple[float, dict[str, Any]]:
+    t0 = time.perf_counter()
+    async with http.get(url) as r:
+        body = await r.read()
+        status = r.status
+    ms = (time.perf_counter() - t0) * 1000
+    info: dict[str, Any] = {"status": status, "bytes": len(body)}
+    if status == 200:
+        doc = json.loads(body).get("session", {})
+        info["messages"] = len(doc.get("messages") or [])
+        info["code_bytes"] = len((doc.get("code") or "").encode())
+    return ms, info
+
+
+async def _sio_client(url: str, on: dict[str, Any] | None = None) -> Any:
+    import socketio  # python-socketio's client (same virtualenv as the app)
+
+    c = socketio.AsyncClient(reconnection=False)
+    for event, fn in (on or {}).items():
+        c.on(event, fn)
+    await c.connect(url, transports=["websocket"], wait_timeout=10)
+    return c
+
+
+async def _timed_join(url: str, room_id: str, user: str, want_ack: bool
+                      ) -> tuple[Any, dict[str, Any]]:
+    """Connect, join; ms until roomUsers and (app) until the ack carrying the code."""
+    users = asyncio.Event()
+    c = await _sio_client(url, {"roomUsers": lambda *_: users.set()})
+    data = {"roomId": room_id, "userName": user, "userId": user}
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {}
+    if want_ack:
+        ack = await c.call("joinRoom", data, timeout=30)
+        out["ack_ms"] = (time.perf_counter() - t0) * 1000
+        out["ack_code_bytes"] = len(((ack or {}).get("code") or "").encode())
+    else:
+        await c.emit("joinRoom", data)
+    await asyncio.wait_for(users.wait(), 30)
+    out["users_ms"] = (time.perf_counter() - t0) * 1000
+    return c, out
+
+
+async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
+                           srv: Server) -> dict[str, Any]:
+    """(f) join latency of a big stored room, and store writes per room under typing."""
+    import aiohttp
+
+    app = app_like(srv.target)
+    res: dict[str, Any] = {"joins": []}
+    # -- join latency: cold (loaded from the store) then warm (room live), and REST GET
+    async with aiohttp.ClientSession() as http:
+        for i in range(sc["joins"]):
+            room_id = F_BIG_ROOM.format(i=i) if app else f"f-empty-{i}"
+            j: dict[str, Any] = {"room": room_id}
+            if app:
+                j["get_cold_ms"], j["get_cold"] = await _timed_get(
+                    http, f"{srv.url}/api/sessions/{room_id}")
+            c1, j["cold"] = await _timed_join(srv.url, room_id, f"f-a{i}", app)
+            c2, j["warm"] = await _timed_join(srv.url, room_id, f"f-b{i}", app)
+            if app:
+                j["get_warm_ms"], j["get_warm"] = await _timed_get(
+                    http, f"{srv.url}/api/sessions/{room_id}")
+            await c2.disconnect()
+            await c1.disconnect()
+            res["joins"].append(j)
+    joins = res["joins"]
+    res["join_cold_ms"] = med([get(j, "cold.ack_ms") or get(j, "cold.users_ms") for j in joins])
+    res["join_warm_ms"] = med([get(j, "warm.ack_ms") or get(j, "warm.users_ms") for j in joins])
+    res["get_cold_ms"] = med([j.get("get_cold_ms") for j in joins])
+    res["get_warm_ms"] = med([j.get("get_warm_ms") for j in joins])
+    code_b = med([get(j, "cold.ack_code_bytes") for j in joins])
+    res["join_code_kb"] = code_b / 1024 if code_b is not None else None
+    res["get_messages"] = med([get(j, "get_cold.messages") for j in joins])
+    if not app:
+        return res  # the relays persist nothing: no writes to count
+    # -- writes per room per minute under continuous typing (one typist, one watcher)
+    rooms, rate, seconds = int(sc["rooms"]), float(sc["rate"]), float(sc["seconds"])
+    saved: dict[str, list[float]] = {}
+
+    def watcher_handler(room_id: str) -> Any:
+        def on_saved(data: Any) -> None:
+            saved.setdefault(room_id, []).append(time.monotonic())
+        return on_saved
+
+    clients: list[Any] = []
+    try:
+        pairs = []
+        for r in range(rooms):
+            room_id = f"f-w-{r}"
+            typist, _ = await _timed_join(srv.url, room_id, f"f-t{r}", True)
+            watcher = await _sio_client(srv.url, {"sessionSaved": watcher_handler(room_id)})
+            await watcher.call("joinRoom", {"roomId": room_id, "userName": f"f-w{r}"},
+                               timeout=10)
+            clients += [typist, watcher]
+            pairs.append((room_id, typist))
+        await asyncio.sleep(3.0)  # the joins' own debounced writes (SAVE_DEBOUNCE 2 s)
+        pad = "x = 1  # typed line\n" * 100
+        sent = 0
+        t_start = time.monotonic()
+        t_end = t_start + seconds
+        period = 1.0 / rate
+        k = 0
+        while True:
+            tick = t_start + k * period
+            if tick >= t_end:
+                break
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            for room_id, typist in pairs:
+                await typist.emit("codeChange", {"roomId": room_id,
+                                                 "code": f"// keystroke {k}\n{pad}"})
+                sent += 1
+            k += 1
+        t_end = time.monotonic()
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await c.disconnect()
+    in_window = {r: [t for t in ts if t_start <= t <= t_end] for r, ts in saved.items()}
+    count = sum(len(v) for v in in_window.values())
+    gaps = [b - a for ts in in_window.values() for a, b in itertools.pairwise(ts)]
+    minutes = (t_end - t_start) / 60
+    res.update({
+        "typing_s": t_end - t_start,
+        "keystrokes_per_room_min": sent / rooms / minutes,
+        "writes_in_window": count,
+        "writes_per_room_min": count / rooms / minutes,
+        "write_interval_s": med(gaps),
+        "writes_per_room_min_steady": 60 / med(gaps) if gaps else None,
+    })
+    return res
+
+
+# --------------------------------------------------------------------------- scenario g
+class _EioClient:
+    """Minimal Socket.IO v5 client over a raw aiohttp WebSocket (Engine.IO v4), so that a
+    client can stop reading its socket (a slow consumer) without anything reading for it."""
+
+    def __init__(self, http: Any, url: str) -> None:
+        self.http, self.url, self.ws = http, url, None
+
+    async def connect(self) -> None:
+        ws_url = self.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = await self.http.ws_connect(ws_url, autoping=True, max_msg_size=0)
+        assert self.ws is not None
+        opened = await self.ws.receive_str(timeout=10)
+        if not opened.startswith("0"):
+            raise RuntimeError(f"unexpected Engine.IO open {opened[:80]!r}")
+        await self.ws.send_str("40")
+        while not (await self.ws.receive_str(timeout=10)).startswith("40"):
+            pass
+
+    async def emit(self, event: str, data: Any) -> None:
+        assert self.ws is not None
+        await self.ws.send_str("42" + json.dumps([event, data]))
+
+    async def next_event(self, wait: float) -> tuple[str, Any] | None:
+        """The next Socket.IO event (answering pings on the way); None on timeout/close."""
+        assert self.ws is not None
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                msg = await self.ws.receive(timeout=left)
+            except TimeoutError:
+                return None
+            if not isinstance(msg.data, str):
+                return None  # closed
+            if msg.data == "2":
+                await self.ws.send_str("3")
+            elif msg.data.startswith("42"):
+                event, *args = json.loads(msg.data[2:])
+                return event, (args[0] if args else None)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+
+async def scenario_slow(args: argparse.Namespace, sc: dict[str, Any],
+                        srv: Server) -> dict[str, Any]:
+    """(g) slow consumers: in every room one client stops reading for `stall` seconds while
+    the typist goes on; server RSS, and what the stalled client gets when it reads again."""
+    import aiohttp
+
+    rooms, rate, size = int(sc["rooms"]), float(sc["rate"]), int(sc["size"])
+    stall, after = float(sc["stall"]), float(sc["after"])
+    pad = ("let value = compute(items[index]); // padding of the document\n"
+           * (size // 60 + 2))[:size]
+    lat: list[float] = []
+    seq_sent: dict[str, int] = {}
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as http:
+        typists, normals, stalled = [], [], []
+        try:
+            for r in range(rooms):
+                room_id = f"g-{r}"
+                group = []
+                for role in ("t", "n", "s"):
+                    c = _EioClient(http, srv.url)
+                    await c.connect()
+                    await c.emit("joinRoom", {"roomId": room_id, "userName": f"g{role}{r}"})
+                    while (ev := await c.next_event(10)) is not None and ev[0] != "roomUsers":
+                        pass
+                    group.append(c)
+                typists.append((room_id, group[0]))
+                normals.append((room_id, group[1]))
+                stalled.append((room_id, group[2]))
+            # drain the join notifications the first members got
+            for _room_id, c in typists + normals:
+                while await c.next_event(0.2) is not None:
+                    pass
+            rss0 = await sample_rss(srv, 3)
+
+            async def type_in(room_id: str, c: _EioClient) -> None:
+                k, t0 = 0, time.monotonic()
+                while not stop.is_set():
+                    await asyncio.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+                    seq_sent[room_id] = k
+                    head = f"// seq {k} t {time.monotonic():.6f}\n"
+                    await c.emit("codeChange", {"roomId": room_id,
+                                                "code": head + pad[len(head):]})
+                    k += 1
+
+            def seq_of(data: Any) -> tuple[int, float] | None:
+                code = (data or {}).get("code") or ""
+                if not code.startswith("// seq "):
+                    return None
+                parts = code.split("\n", 1)[0].split()
+                return int(parts[2]), float(parts[4])
+
+            async def read(c: _EioClient) -> None:
+                while not stop.is_set():
+                    ev = await c.next_event(0.5)
+                    if ev and ev[0] == "codeUpdate" and (got := seq_of(ev[1])):
+                        lat.append((time.monotonic() - got[1]) * 1000)
+
+            tasks = [asyncio.ensure_future(type_in(r, c)) for r, c in typists]
+            tasks += [asyncio.ensure_future(read(c)) for _r, c in normals]
+            tasks += [asyncio.ensure_future(read(c)) for _r, c in typists]  # answer pings
+            rss_stall = []
+            t_end = time.monotonic() + stall
+            while time.monotonic() < t_end:
+                await asyncio.sleep(0.5)
+                if (m := await asyncio.to_thread(tree_rss_mb, srv.pid or 0)) is not None:
+                    rss_stall.append(m)
+            # the stalled clients read again: how much backlog, how long to catch up
+            resume_seq = dict(seq_sent)
+            t_resume = time.monotonic()
+
+            async def catch_up(room_id: str, c: _EioClient) -> dict[str, Any]:
+                got_n, got_bytes, caught = 0, 0, None
+                while time.monotonic() < t_resume + after:
+                    ev = await c.next_event(0.5)
+                    if not ev or ev[0] != "codeUpdate":
+                        continue
+                    got_n += 1
+                    got_bytes += len((ev[1] or {}).get("code") or "")
+                    got = seq_of(ev[1])
+                    if caught is None and got and got[0] >= resume_seq.get(room_id, 0):
+                        caught = time.monotonic() - t_resume
+                        break
+                return {"updates_until_current": got_n, "mb_until_current": got_bytes / 1e6,
+                        "catch_up_s": caught}
+
+            ups = await asyncio.gather(*(catch_up(r, c) for r, c in stalled))
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            rss1 = await sample_rss(srv, 3)
+        finally:
+            stop.set()
+            for _r, c in typists + normals + stalled:
+                await c.close()
+    lat.sort()
+    return {
+        "rss_before_mb": rss0,
+        "rss_stall_peak_mb": max(rss_stall) if rss_stall else None,
+        "rss_growth_mb": (max(rss_stall) - rss0) if rss_stall and rss0 is not None else None,
+        "rss_after_mb": rss1,
+        "backlog_updates": med([u["updates_until_current"] for u in ups]),
+        "backlog_mb": med([u["mb_until_current"] for u in ups]),
+        "catch_up_s": med([u["catch_up_s"] for u in ups]),
+        "caught_up": sum(1 for u in ups if u["catch_up_s"] is not None),
+        "stalled_clients": len(ups),
+        "normal_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+        "normal_deliveries": len(lat),
+    }
+
+
 async def sample_rss(srv: Server, n: int) -> float | None:
     if not srv.pid:
         return None
@@ -669,6 +1116,17 @@ COLUMNS = {
     "saturation": [("maxrate", "max_rate_held", 0), ("deliv/s", "deliveries_per_s", 0),
                    ("p99", "p99_at_max", 2), ("srv%", "srv_cpu_pct", 0),
                    ("gen%", "gen_cpu_pct", 0), ("rssMB", "srv_rss_mb", 0)],
+    "persist": [("keys/room/min", "keystrokes_per_room_min", 0),
+                ("writes/room/min", "writes_per_room_min", 1),
+                ("writeEvery_s", "write_interval_s", 1),
+                ("joinCold_ms", "join_cold_ms", 1), ("joinWarm_ms", "join_warm_ms", 1),
+                ("getCold_ms", "get_cold_ms", 1), ("getWarm_ms", "get_warm_ms", 1),
+                ("codeKB", "join_code_kb", 0), ("msgs", "get_messages", 0)],
+    "slow": [("rss0MB", "rss_before_mb", 1), ("stallPeakMB", "rss_stall_peak_mb", 1),
+             ("growthMB", "rss_growth_mb", 1), ("backlog", "backlog_updates", 0),
+             ("backlogMB", "backlog_mb", 1), ("catchUp_s", "catch_up_s", 2),
+             ("caught", "caught_up", 0), ("p99ok_ms", "normal_p99_ms", 1),
+             ("rss1MB", "rss_after_mb", 1)],
     "idle": [("conns", "conns", 0), ("conn_s", "connect_s", 2),
              ("rss0MB", "rss_before_mb", 1), ("rss1MB", "rss_after_mb", 1),
              ("KB/conn", "kb_per_conn", 1), ("closedMB", "rss_closed_mb", 1),
@@ -754,6 +1212,8 @@ def print_table(name: str, sc: dict[str, Any], targets: list[str],
             for name, e in (r.get("other_events") or {}).items():
                 evs.setdefault(name, e)
             for name, e in evs.items():
+                if name in EXPECTED_EVENTS and app_like(t):
+                    continue
                 warn.append(f"{t}: server also sent event {name!r} "
                             f"(x{e['count']}, e.g. {e['sample']})")
     for w in dict.fromkeys(warn):
@@ -768,8 +1228,17 @@ def describe(name: str, sc: dict[str, Any]) -> str:
              f"{sc['size']} B")
         return s + (f", chat {sc['chat_rate']:g}/s/room" if sc["chat_rate"] else "")
     if sc["kind"] == "saturation":
-        return (f"saturation {sc['rooms']} x {sc['clients']}, rates {sc['rates']}, "
-                f"{sc['size']} B")
+        how = (f"rates {sc['rates']}" if sc.get("rates") else
+               f"search from {sc['start']:g} x{sc['factor']:g}, {sc['refine']} bisections")
+        return f"saturation {sc['rooms']} x {sc['clients']}, {how}, {sc['size']} B"
+    if sc["kind"] == "slow":
+        return (f"slow consumers: {sc['rooms']} rooms of a typist ({sc['rate']:g}/s, "
+                f"{sc['size']} B), a reader and a client that stops reading for "
+                f"{sc['stall']:g} s")
+    if sc["kind"] == "persist":
+        return (f"persistence: {sc['rooms']} rooms typing {sc['rate']:g}/s for "
+                f"{sc['seconds']:g} s (store writes); joins of {sc['joins']} stored rooms of "
+                f"{sc['code_kb']} KB code + {sc['messages']} chat messages")
     return f"{sc['conns']} idle connections"
 
 
@@ -780,10 +1249,12 @@ def build_scenarios(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if name not in SCENARIOS:
             raise SystemExit(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
         sc = dict(SCENARIOS[name])
-        sc.setdefault("size", args.size)
+        sc.setdefault("size", args.size)  # (g has its own: 100 KB documents)
         sc.setdefault("chat_rate", args.chat_rate)
         if name == "d":
-            sc["rates"] = args.d_rates or (QUICK_D_RATES if args.quick else sc["rates"])
+            sc["rates"] = args.d_rates
+            if args.quick:
+                sc["refine"] = 2
         if name == "e":
             sc["conns"] = args.e_conns
         out[name] = sc
@@ -797,20 +1268,39 @@ def build_scenarios(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             continue
         if k == "rates":
             out[scen][k] = [float(x) for x in val.split(",")]
-        elif k in ("rooms", "clients", "size", "conns"):
+        elif k in ("start", "factor", "max_rate"):
+            out[scen][k] = float(val)
+        elif k in ("rooms", "clients", "size", "conns", "code_kb", "messages", "joins",
+                   "refine"):
             out[scen][k] = int(val)
-        elif k in ("rate", "chat_rate"):
+        elif k in ("rate", "chat_rate", "seconds", "stall", "after"):
             out[scen][k] = float(val)
         else:
             raise SystemExit(f"unknown key {k!r} in --set {item}")
     return out
 
 
+async def wait_quiet(args: argparse.Namespace) -> None:
+    """Wait (at most --quiet-max-wait s) until the host's CPU use, measured over 1 s while
+    none of our processes run, is at most --wait-quiet % of one core (other tenants)."""
+    deadline = time.monotonic() + args.quiet_max_wait
+    while True:
+        h0 = host_cpu()
+        await asyncio.sleep(1.0)
+        h1 = host_cpu()
+        busy = 100.0 * (h1[0] - h0[0]) / max(1e-9, (h1[1] - h0[1]) / (os.cpu_count() or 1))
+        if busy <= args.wait_quiet or time.monotonic() >= deadline:
+            if busy > args.wait_quiet:
+                log(f"  host still busy ({busy:.0f}% of a core), starting anyway")
+            return
+
+
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     scenarios = build_scenarios(args)
     report: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "extra"},
                               "scenarios": {}}
-    runners = {"load": scenario_load, "saturation": scenario_saturation, "idle": scenario_idle}
+    runners = {"load": scenario_load, "saturation": scenario_saturation, "idle": scenario_idle,
+               "persist": scenario_persist, "slow": scenario_slow}
     for name, sc in scenarios.items():
         results: dict[str, list[dict[str, Any] | None]] = {t: [] for t in args.targets}
         log(f"scenario {name}: {describe(name, sc)}")
@@ -819,7 +1309,12 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 tag = f"{name}-r{rnd + 1}"
                 srv = None
                 try:
-                    srv = await start_server(args, t, tag)
+                    if args.wait_quiet is not None:
+                        await wait_quiet(args)
+                    prepare = None
+                    if sc["kind"] == "persist" and app_like(t):
+                        prepare = persist_preparer(sc)
+                    srv = await start_server(args, t, tag, prepare)
                     log(f"  round {rnd + 1} target {t} ({srv.url}, pid {srv.pid})")
                     res = await runners[sc["kind"]](args, sc, srv)
                     if srv.proc is not None and srv.proc.returncode is not None:
@@ -847,7 +1342,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", help="comma list (default node,app; 'url' with --url)")
-    ap.add_argument("--scenarios", default="a,b,c,d,e", help="comma list of a,b,c,d,e")
+    ap.add_argument("--scenarios", default="a,b,c,d,e,f", help="comma list of a,b,c,d,e,f,g")
     ap.add_argument("--url", help="benchmark an already running server (target 'url')")
     ap.add_argument("--server-pid", type=int, help="pid of the --url server for CPU/RSS")
     ap.add_argument("--app-cmd", default="{python} -m app",
@@ -877,8 +1372,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], metavar="SCEN.KEY=VAL",
                     help="override a scenario parameter, e.g. a.rate=20, d.rates=5,10,20")
     ap.add_argument("--d-rates", type=lambda s: [float(x) for x in s.split(",")],
-                    help="saturation steps, changes/s/room (default 2,5,10,15,20,30,40,60; "
-                         "quick 2,5,10,20,40)")
+                    help="explicit saturation steps, changes/s/room (default: search, ramp "
+                         "x1.5 from 2 then 3 bisections; quick: 2 bisections)")
+    ap.add_argument("--d-retries", type=int, default=1,
+                    help="re-measure a failing saturation step this many times (default 1)")
+    ap.add_argument("--d-pause", type=float, default=2.0,
+                    help="seconds between saturation steps (default 2)")
     ap.add_argument("--d-p99", type=float, default=100.0, help="saturation p99 limit (ms)")
     ap.add_argument("--d-min-ratio", type=float, default=1.0,
                     help="saturation minimum delivery ratio")
@@ -887,6 +1386,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--e-settle", type=float, default=2.0, help="seconds before RSS samples")
     ap.add_argument("--quick", action="store_true",
                     help="short windows: rounds 1, warmup 1, seconds 3, e-conns 1000")
+    ap.add_argument("--wait-quiet", type=float, metavar="PCT",
+                    help="before each run, wait until other processes use at most PCT%% of "
+                         "one core (shared machines; bounded by --quiet-max-wait)")
+    ap.add_argument("--quiet-max-wait", type=float, default=60.0)
     ap.add_argument("--settle", type=float, default=0.5,
                     help="seconds to wait after a started server is healthy")
     ap.add_argument("--start-timeout", type=float, default=30.0)

@@ -1,0 +1,150 @@
+"""app/broadcast.py: direct writes keep each recipient's order; only code updates coalesce."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+from app.broadcast import BroadcastManager, _RoomPacket, text_frame
+from app.main import SIO_KEY
+from tests.support import WAIT, Client, RunningServer, clients
+
+
+class FakeWebSocket:
+    def __init__(self, accept: bool = True) -> None:
+        self.frames: list[bytes] = []
+        self.accept = accept
+
+    def write_now(self, frame: bytes) -> bool:
+        if self.accept:
+            self.frames.append(frame)
+        return self.accept
+
+
+def fake_manager(**sockets: Any) -> BroadcastManager:
+    manager = BroadcastManager()
+    manager.server = SimpleNamespace(eio=SimpleNamespace(sockets=sockets, ping_timeout=20))
+    return manager
+
+
+def fake_socket() -> Any:
+    return SimpleNamespace(
+        queue=asyncio.Queue(),
+        closed=False,
+        closing=False,
+        upgraded=True,
+        upgrading=False,
+        last_ping=None,
+    )
+
+
+def code_packet(room: str, text: str) -> _RoomPacket:
+    # data is an encoded Socket.IO EVENT packet (type 2), as BroadcastManager.emit makes it
+    return _RoomPacket(f'2["codeUpdate",{{"code":"{text}"}}]', ("/", room, "codeUpdate"))
+
+
+def queued(socket: Any) -> list[Any]:
+    return list(socket.queue._queue)
+
+
+def test_text_frame_headers() -> None:
+    assert text_frame(b"x" * 125)[:2] == bytes([0x81, 125])
+    assert text_frame(b"x" * 126)[:4] == bytes([0x81, 126]) + struct.pack("!H", 126)
+    assert text_frame(b"x" * 65536)[:10] == bytes([0x81, 127]) + struct.pack("!Q", 65536)
+    assert text_frame(b"abc")[2:] == b"abc"
+
+
+async def test_idle_writer_gets_the_frame_written_directly() -> None:
+    socket = fake_socket()
+    manager = fake_manager(e1=socket)
+    ws = FakeWebSocket()
+    manager.websockets["e1"] = ws  # type: ignore[assignment]
+    waiting = asyncio.ensure_future(socket.queue.get())  # the Engine.IO writer, idle
+    await asyncio.sleep(0)
+    pkt = code_packet("r", "a")
+    manager.deliver(pkt, ["e1"])
+    assert ws.frames == [text_frame(b'42["codeUpdate",{"code":"a"}]')]
+    assert queued(socket) == []
+    assert manager.written == 1
+    waiting.cancel()
+
+
+async def test_a_packet_taken_but_not_written_is_never_overtaken() -> None:
+    socket = fake_socket()
+    manager = fake_manager(e1=socket)
+    ws = FakeWebSocket()
+    manager.websockets["e1"] = ws  # type: ignore[assignment]
+    waiting = asyncio.ensure_future(socket.queue.get())
+    await asyncio.sleep(0)
+    socket.queue.put_nowait("ack")  # wakes the writer, which has not run yet
+    manager.deliver(code_packet("r", "a"), ["e1"])
+    assert ws.frames == []
+    assert queued(socket)[-1].data.startswith('2["codeUpdate"')
+    waiting.cancel()
+
+
+async def test_backed_up_socket_falls_back_to_its_queue() -> None:
+    socket = fake_socket()
+    manager = fake_manager(e1=socket)
+    manager.websockets["e1"] = FakeWebSocket(accept=False)  # type: ignore[assignment]
+    waiting = asyncio.ensure_future(socket.queue.get())
+    await asyncio.sleep(0)
+    manager.deliver(code_packet("r", "a"), ["e1"])
+    await asyncio.sleep(0)
+    assert waiting.done() and waiting.result().data.startswith('2["codeUpdate"')
+
+
+async def test_only_a_trailing_code_update_of_the_same_room_is_superseded() -> None:
+    socket = fake_socket()
+    manager = fake_manager(e1=socket)  # no WebSocket: every delivery is queued
+    manager.deliver(code_packet("r", "v1"), ["e1"])
+    manager.deliver(code_packet("r", "v2"), ["e1"])
+    assert [p.data for p in queued(socket)] == ['2["codeUpdate",{"code":"v2"}]']
+    chat = _RoomPacket('2["newMessage",{}]', None)
+    manager.deliver(chat, ["e1"])
+    manager.deliver(code_packet("r", "v3"), ["e1"])  # chat in between: nothing replaced
+    manager.deliver(code_packet("other", "w1"), ["e1"])  # another room: appended
+    assert [p.data for p in queued(socket)] == [
+        '2["codeUpdate",{"code":"v2"}]',
+        '2["newMessage",{}]',
+        '2["codeUpdate",{"code":"v3"}]',
+        '2["codeUpdate",{"code":"w1"}]',
+    ]
+    assert manager.coalesced == 1
+
+
+async def test_closed_sockets_get_nothing() -> None:
+    socket = fake_socket()
+    socket.closed = True
+    manager = fake_manager(e1=socket)
+    manager.deliver(code_packet("r", "a"), ["e1", "missing"])
+    assert queued(socket) == []
+
+
+async def test_every_receiver_ends_on_the_newest_text_in_order(server: RunningServer) -> None:
+    """WebSocket readers take the direct path, the polling reader the queue; an acknowledged
+    request in between puts packets on a queue too. Versions only ever grow (updates a slow
+    reader had not taken yet may be superseded) and everyone ends on the newest text."""
+    polling = Client(transports=["polling"])
+    await polling.connect(server.url)
+    try:
+        async with clients(server.url, 3) as (typist, reader, asker):
+            for i, client in enumerate((typist, reader, asker, polling)):
+                await client.join("bcast", f"user{i}")
+            for i in range(30):
+                await typist.emit("codeChange", {"roomId": "bcast", "code": f"text {i}"})
+                if i % 10 == 0:
+                    assert (await asker.call("requestCodeState", {"roomId": "bcast"}))["ok"]
+            for client in (reader, asker, polling):
+                async with asyncio.timeout(WAIT):
+                    while not client.events["codeUpdate"] or (
+                        client.events["codeUpdate"][-1]["code"] != "text 29"
+                    ):
+                        await client.quiet(0.05)
+                versions = [u["version"] for u in client.events["codeUpdate"]]
+                assert versions == sorted(set(versions))
+    finally:
+        await polling.close()
+    assert server.app[SIO_KEY].manager.written > 0
