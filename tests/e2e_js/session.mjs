@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // Plays the original client's typical wire session (see docs/protocol.md) with the official
-// socket.io-client 4.8 against a
-// running server, with two clients (Alice creates the room, Bob joins it), and checks every
+// socket.io-client 4.8 against a running server, with two clients (Alice creates the room, Bob joins it), and checks every
 // event and REST answer the protocol promises.
 //
 //   node session.mjs <serverUrl> [--room ROOMID] [--timeout SECONDS]
