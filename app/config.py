@@ -1,7 +1,11 @@
-"""Settings read from the environment (and `python -m app` flags)."""
+"""Settings read from the environment (and `python -m app` flags): every knob and limit, once."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -9,55 +13,130 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEV_ORIGINS = [f"http://localhost:{port}" for port in range(5173, 5178)]
 
 
+def _per_second(default: float, what: str) -> Any:
+    return Field(default=default, gt=0, description=f"{what}: events per second per connection")
+
+
+def _burst(default: float, what: str) -> Any:
+    return Field(default=default, ge=1, description=f"{what}: burst allowed above the rate")
+
+
 class Settings(BaseSettings):
     """Every knob of the server; environment names are upper-case field names."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
-    host: str = "0.0.0.0"
-    port: int = Field(default=5000, ge=0, le=65535)
-    mongodb_uri: str | None = None
-    mongodb_db: str = "codecollab"
-    data_dir: Path = Path("./data")
+    host: str = Field(default="0.0.0.0", description="address to listen on")
+    port: int = Field(default=5000, ge=0, le=65535, description="port to listen on")
+    mongodb_uri: str | None = Field(default=None, description="set: store in MongoDB")
+    mongodb_db: str = Field(default="codecollab", description="MongoDB database name")
+    data_dir: Path = Field(default=Path("./data"), description="where the SQLite file lives")
 
-    session_ttl_seconds: float = Field(default=604_800, gt=0)
-    save_debounce_seconds: float = Field(default=2.0, ge=0)
-    save_max_delay_seconds: float = Field(default=10.0, ge=0)
-    purge_interval_seconds: float = Field(default=60.0, gt=0)
-    room_idle_seconds: float = Field(default=600.0, ge=0)
-    reconnect_grace_seconds: float = Field(default=30.0, ge=0)
-    chat_store_timeout_seconds: float = Field(default=5.0, gt=0)
-    store_retry_max_seconds: float = Field(default=5.0, gt=0)
-    store_timeout_seconds: float = Field(default=3.0, gt=0)
-    shutdown_flush_seconds: float = Field(default=20.0, gt=0)
+    session_ttl_seconds: float = Field(
+        default=604_800, gt=0, description="a session expires this long after its last activity"
+    )
+    save_debounce_seconds: float = Field(
+        default=2.0, ge=0, description="write a room after this long without changes"
+    )
+    save_max_delay_seconds: float = Field(
+        default=10.0, ge=0, description="... and at least this often while changes go on"
+    )
+    purge_interval_seconds: float = Field(
+        default=60.0, gt=0, description="how often expired sessions are purged"
+    )
+    room_idle_seconds: float = Field(
+        default=600.0, ge=0, description="an empty room stays in memory this long"
+    )
+    reconnect_grace_seconds: float = Field(
+        default=30.0, ge=0, description="a dropped member's departure is held this long"
+    )
+    call_reconnect_seconds: float = Field(
+        default=30.0, ge=0, description="a dropped call participant is kept in the call this long"
+    )
+    chat_store_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="longest wait for chat/language to be stored"
+    )
+    store_retry_max_seconds: float = Field(
+        default=5.0, gt=0, description="cap of the writer's exponential backoff"
+    )
+    store_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="MongoDB server-selection, connect and socket timeouts"
+    )
+    shutdown_flush_seconds: float = Field(
+        default=20.0, gt=0, description="longest wait for pending writes at shutdown"
+    )
+    merge_history_versions: int = Field(
+        default=100, ge=1, description="changes of a text kept for merging, at least"
+    )
+    merge_history_seconds: float = Field(
+        default=30.0, ge=0, description="... and every change of this many last seconds"
+    )
 
-    frontend_url: str | None = None
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEV_ORIGINS))
+    frontend_url: str | None = Field(default=None, description="one more allowed origin")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEV_ORIGINS),
+        description="comma-separated origins allowed for REST and Socket.IO (* for any)",
+    )
 
-    max_room_id_length: int = Field(default=64, ge=1)
-    max_user_name_length: int = Field(default=100, ge=1)
-    max_user_id_length: int = Field(default=128, ge=1)
-    max_code_bytes: int = Field(default=1_048_576, ge=1)
-    max_chat_length: int = Field(default=4000, ge=1)
-    max_cursor_bytes: int = Field(default=1024, ge=2)
-    max_clients_per_room: int = Field(default=50, ge=1)
+    max_room_id_length: int = Field(default=64, ge=1, description="room id characters")
+    max_user_name_length: int = Field(default=100, ge=1, description="user name characters")
+    max_user_id_length: int = Field(default=128, ge=1, description="user id characters")
+    max_code_bytes: int = Field(default=1_048_576, ge=1, description="code size, UTF-8 bytes")
+    max_chat_length: int = Field(default=4000, ge=1, description="chat message characters")
+    max_cursor_bytes: int = Field(default=1024, ge=2, description="cursor position, JSON bytes")
+    max_clients_per_room: int = Field(
+        default=50, ge=1, description="sockets in one room (and in one meeting)"
+    )
+    max_files_per_room: int = Field(default=50, ge=1, description="files in one room")
+    max_file_bytes: int = Field(default=1_048_576, ge=1, description="one file, UTF-8 bytes")
+    max_room_files_bytes: int = Field(
+        default=8_388_608, ge=1, description="all files of a room together, UTF-8 bytes"
+    )
+    max_file_id_length: int = Field(default=255, ge=1, description="file id characters")
+    max_whiteboard_bytes: int = Field(
+        default=1_048_576, ge=2, description="whiteboard snapshot, JSON bytes"
+    )
+    max_signal_bytes: int = Field(
+        default=65_536, ge=2, description="one WebRTC offer, answer or candidate, JSON bytes"
+    )
 
-    rate_code_per_second: float = Field(default=60.0, gt=0)
-    rate_code_burst: float = Field(default=120.0, ge=1)
-    rate_chat_per_second: float = Field(default=5.0, gt=0)
-    rate_chat_burst: float = Field(default=10.0, ge=1)
-    rate_cursor_per_second: float = Field(default=30.0, gt=0)
-    rate_cursor_burst: float = Field(default=30.0, ge=1)
-    rate_join_per_second: float = Field(default=10.0, gt=0)
-    rate_join_burst: float = Field(default=10.0, ge=1)
-    flood_disconnect_seconds: float = Field(default=10.0, gt=0)
-    max_connections_per_address: int = Field(default=200, ge=1)
-    new_connections_per_minute: int = Field(default=600, ge=1)
-    rest_requests_per_minute: int = Field(default=600, ge=1)
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_code_per_second: float = _per_second(60.0, "code and file text changes")
+    rate_code_burst: float = _burst(120.0, "code and file text changes")
+    rate_chat_per_second: float = _per_second(5.0, "chat messages")
+    rate_chat_burst: float = _burst(10.0, "chat messages")
+    rate_cursor_per_second: float = _per_second(30.0, "cursor and typing events")
+    rate_cursor_burst: float = _burst(30.0, "cursor and typing events")
+    rate_join_per_second: float = _per_second(10.0, "joins, leaves, state requests")
+    rate_join_burst: float = _burst(10.0, "joins, leaves, state requests")
+    rate_file_per_second: float = _per_second(20.0, "file opens, requests, switches")
+    rate_file_burst: float = _burst(40.0, "file opens, requests, switches")
+    rate_upload_per_second: float = _per_second(2.0, "file uploads")
+    rate_upload_burst: float = _burst(5.0, "file uploads")
+    rate_whiteboard_per_second: float = _per_second(10.0, "whiteboard events")
+    rate_whiteboard_burst: float = _burst(20.0, "whiteboard events")
+    rate_call_per_second: float = _per_second(10.0, "call, screen-share, hand events")
+    rate_call_burst: float = _burst(20.0, "call, screen-share, hand events")
+    rate_signal_per_second: float = _per_second(50.0, "WebRTC signalling")
+    rate_signal_burst: float = _burst(200.0, "WebRTC signalling")
+    flood_disconnect_seconds: float = Field(
+        default=10.0, gt=0, description="a connection over its rate this long is disconnected"
+    )
+    max_connections_per_address: int = Field(
+        default=200, ge=1, description="concurrent sockets per client address"
+    )
+    new_connections_per_minute: int = Field(
+        default=600, ge=1, description="new sockets per client address per minute"
+    )
+    rest_requests_per_minute: int = Field(
+        default=600, ge=1, description="REST requests per client address per minute"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated addresses/CIDRs whose X-Forwarded-For is believed",
+    )
 
-    websocket_compression: bool = False
-    log_level: str = "INFO"
+    websocket_compression: bool = Field(default=False, description="per-message deflate")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -67,13 +146,13 @@ class Settings(BaseSettings):
         return value
 
     def event_rates(self) -> dict[str, tuple[float, float]]:
-        """Per event family: (events per second, burst)."""
-        return {
-            "code": (self.rate_code_per_second, self.rate_code_burst),
-            "chat": (self.rate_chat_per_second, self.rate_chat_burst),
-            "cursor": (self.rate_cursor_per_second, self.rate_cursor_burst),
-            "join": (self.rate_join_per_second, self.rate_join_burst),
-        }
+        """Per event family: (events per second, burst), from every `rate_<family>_*` pair."""
+        rates: dict[str, tuple[float, float]] = {}
+        for name in type(self).model_fields:
+            if name.startswith("rate_") and name.endswith("_per_second"):
+                family = name[len("rate_") : -len("_per_second")]
+                rates[family] = (getattr(self, name), getattr(self, f"rate_{family}_burst"))
+        return rates
 
     def allowed_origins(self) -> list[str] | str:
         """The CORS origins, `*` standing for any; FRONTEND_URL is always allowed."""
@@ -83,7 +162,23 @@ class Settings(BaseSettings):
         return "*" if "*" in origins else origins
 
     @property
+    def ttl(self) -> timedelta:
+        return timedelta(seconds=self.session_ttl_seconds)
+
+    @property
     def max_http_body_bytes(self) -> int:
-        """Largest legal body: a full code string after JSON escaping, plus room for the rest."""
-        # Every UTF-8 byte of code can grow to a six-character \uXXXX escape in JSON.
-        return self.max_code_bytes * 6 + 64 * 1024
+        """Largest legal REST body: a whole text after JSON escaping, plus room for the rest."""
+        # Every UTF-8 byte of text can grow to a six-character \uXXXX escape in JSON.
+        return max(self.max_code_bytes, self.max_file_bytes) * 6 + 64 * 1024
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest legal Socket.IO message: a text or a whiteboard snapshot, escaped."""
+        largest = max(self.max_code_bytes, self.max_file_bytes, self.max_whiteboard_bytes)
+        return largest * 6 + 64 * 1024
+
+
+@cache
+def default_settings() -> Settings:
+    """The defaults alone (no environment): the limits of a payload validated without context."""
+    return Settings.model_construct()

@@ -6,57 +6,50 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import socketio
 from aiohttp import web
 
-from app.broadcast import BroadcastManager, direct_websocket
+from app.clock import utc_now
 from app.config import Settings
-from app.events import SocketEvents
-from app.middleware import cors, json_errors, rest_rate_limit, security_headers
-from app.models import Limits, utc_now
-from app.packets import OrjsonPackets
-from app.rooms import Rooms, RoomSettings
-from app.routes import SessionRoutes
-from app.sessions import Sessions
+from app.domain.calls import Calls, Meetings
+from app.domain.editing import Editing
+from app.domain.rooms import Rooms
+from app.domain.sessions import Sessions
+from app.domain.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
+from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError, open_store
-from app.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
-from app.writer import DebouncedWriter
+from app.transport.broadcast import BroadcastManager, direct_websocket
+from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
+from app.transport.http.routes import SessionRoutes
+from app.transport.notifier import SocketNotifier
+from app.transport.polling import whole_bodies
+from app.transport.sockets import SocketEvents
+from app.wire.packets import OrjsonPackets
 
 log = logging.getLogger(__name__)
 STORE_KEY = web.AppKey("store", SessionStore)
 ROOMS_KEY = web.AppKey("rooms", Rooms)
 WRITER_KEY = web.AppKey("writer", DebouncedWriter)
 SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
+EVENTS_KEY = web.AppKey("events", SocketEvents)
 CLOSE_SOCKETS_SECONDS = 3.0
 
 
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        max_room_id_length=settings.max_room_id_length,
-        max_user_name_length=settings.max_user_name_length,
-        max_user_id_length=settings.max_user_id_length,
-        max_code_bytes=settings.max_code_bytes,
-        max_chat_length=settings.max_chat_length,
-        max_cursor_bytes=settings.max_cursor_bytes,
-    )
-
-
-def create_socketio(settings: Settings) -> socketio.AsyncServer:
+def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.AsyncServer:
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        client_manager=BroadcastManager(),
+        client_manager=manager,
         cors_allowed_origins=settings.allowed_origins(),
-        max_http_buffer_size=settings.max_http_body_bytes,
+        max_http_buffer_size=settings.max_message_bytes,
         json=OrjsonPackets,
     )
+    drivers = dict(sio.eio._async)
+    drivers["translate_request"] = whole_bodies(drivers["translate_request"])
     if not settings.websocket_compression:
-        sio.eio._async = {
-            **sio.eio._async,
-            "websocket": direct_websocket(sio.manager, settings.max_http_body_bytes),
-        }
+        drivers["websocket"] = direct_websocket(manager, settings.max_message_bytes)
+    sio.eio._async = drivers
     return sio
 
 
@@ -76,7 +69,9 @@ def create_guard(settings: Settings) -> ConnectionGuard:
 def create_app(settings: Settings, store: SessionStore | None = None) -> web.Application:
     """The whole server; `store` replaces the configured one (tests inject failing stores)."""
     store = store if store is not None else open_store(settings)
-    sio = create_socketio(settings)
+    manager = BroadcastManager()
+    sio = create_socketio(settings, manager)
+    notifier = SocketNotifier(manager)
     guard = create_guard(settings)
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
@@ -88,35 +83,23 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         ],
     )
     sio.attach(app)
-    events_holder: dict[str, SocketEvents] = {}
-
-    async def on_saved(room_id: str, version: int, saved_at: Any) -> None:
-        await events_holder["events"].send.session_saved(room_id, version, saved_at)
-
     writer = DebouncedWriter(
         store,
         debounce=settings.save_debounce_seconds,
         max_delay=settings.save_max_delay_seconds,
         retry_max=settings.store_retry_max_seconds,
-        on_saved=on_saved,
+        notifier=notifier,
     )
-    rooms = Rooms(
-        store,
-        writer,
-        RoomSettings(
-            ttl=timedelta(seconds=settings.session_ttl_seconds),
-            idle_seconds=settings.room_idle_seconds,
-            max_clients=settings.max_clients_per_room,
-            chat_timeout=settings.chat_store_timeout_seconds,
-            reconnect_grace=settings.reconnect_grace_seconds,
-        ),
-    )
-    limits = limits_from(settings)
-    events = SocketEvents(sio, rooms, limits, guard)
-    events_holder["events"] = events
+    rooms = Rooms(store, writer, settings, notifier)
+    editing = Editing(rooms, notifier, settings)
+    events = SocketEvents(
+        sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),
+        Meetings(notifier, settings),
+    )  # fmt: skip
     events.register()
-    SessionRoutes(Sessions(rooms), events.send, limits).register(app)
+    SessionRoutes(Sessions(rooms, editing), settings).register(app)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
+    app[EVENTS_KEY] = events
     app.cleanup_ctx.append(_lifecycle(settings))
     app.on_shutdown.append(_disconnect_clients)
     return app

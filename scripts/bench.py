@@ -750,7 +750,7 @@ def persist_preparer(sc: dict[str, Any]) -> Any:
         from datetime import UTC, datetime, timedelta
         from pathlib import Path
 
-        from app.models import ChatRecord, SessionRecord
+        from app.storage.records import ChatRecord, SessionRecord
         from app.storage.sqlite import SqliteSessionStore
 
         now = datetime.now(UTC).replace(microsecond=0)

@@ -27,7 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.merge import TextHistory
+from app.domain.merge import TextHistory
 
 RUNS = 300
 

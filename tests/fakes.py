@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from app.models import ChatRecord, SessionRecord, SessionSummary
 from app.storage import StoreError
+from app.storage.records import ChatRecord, SessionRecord, SessionSummary
 from app.storage.sqlite import SqliteSessionStore
 
 

@@ -15,10 +15,10 @@ import socketio
 from aiohttp import web
 
 from app.config import Settings
+from app.domain.rooms import Rooms
+from app.domain.writer import DebouncedWriter
 from app.main import ROOMS_KEY, WRITER_KEY, create_app
-from app.rooms import Rooms
 from app.storage import SessionStore
-from app.writer import DebouncedWriter
 
 WAIT = 5.0
 

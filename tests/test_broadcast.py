@@ -7,8 +7,8 @@ import struct
 from types import SimpleNamespace
 from typing import Any
 
-from app.broadcast import BroadcastManager, _RoomPacket, text_frame
 from app.main import SIO_KEY
+from app.transport.broadcast import BroadcastManager, _RoomPacket, text_frame
 from tests.support import WAIT, Client, RunningServer, clients
 
 

@@ -13,7 +13,7 @@ import pytest
 import socketio
 
 from app.config import Settings
-from app.models import DEFAULT_CODE, DEFAULT_LANGUAGE
+from app.storage.records import DEFAULT_CODE, DEFAULT_LANGUAGE
 from tests.support import Client, RunningServer, fast_settings, running_server
 
 ROOM = "ROOM1"
@@ -256,9 +256,10 @@ async def test_code_state_reaches_only_its_target(
         )
 
         assert answer == {"ok": True}
+        # The room's text and language, not the peer's: the server is the authority.
         state = await bob.next("receiveCodeState")
-        assert state["code"] == "print(1)"
-        assert state["language"] == "python"
+        assert state["code"] == DEFAULT_CODE
+        assert state["language"] == DEFAULT_LANGUAGE
         assert isinstance(state["version"], int)
         await ann.quiet()
         assert names_since(ann, ann_mark) == []

@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from app.models import SessionRecord
+from app.storage.records import SessionRecord
 from tests.fakes import FlakyStore
 from tests.support import Client, clients, fast_settings, running_server
 
@@ -91,7 +91,7 @@ async def test_last_one_out_writes_at_once_keeps_the_room_warm_then_unloads_it(
             "sockets": 0,
             "unload_timers": 0,
             "grace_timers": 0,
-            "tasks": 0,
+            "call_timers": 0,
             "loading": 0,
             "pending_writes": 0,
         }

@@ -642,10 +642,8 @@ async def test_socketio_applies_the_same_origins(tmp_path: Path) -> None:
 
 
 async def test_every_http_answer_is_json_with_security_headers(tmp_path: Path) -> None:
-    async with serving(tmp_path, 1, max_code_bytes=1000, rest_requests_per_minute=30) as (
-        server,
-        (client,),
-    ):
+    limits = {"max_code_bytes": 1000, "max_file_bytes": 1000, "rest_requests_per_minute": 30}
+    async with serving(tmp_path, 1, **limits) as (server, (client,)):
         assert (await client.join(ROOM, "Ann", "user-ann"))["ok"]
         json_type = {"Content-Type": "application/json"}
         too_big = b'{"code": "' + b"a" * 80_000 + b'"}'

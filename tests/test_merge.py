@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.merge import Rebased, TextHistory
+from app.domain.merge import Rebased, TextHistory
 
 
 def send(history: TextHistory, author: str, text: str, base: int | None) -> Rebased:

@@ -96,7 +96,7 @@ async def test_a_base_older_than_the_history_falls_back_to_last_writer_wins(
     settings = fast_settings(tmp_path)
     async with running_server(settings) as server, clients(server.url, 2) as (a, b):
         base = await setup_room(server, a, b)
-        history = server.rooms.rooms[ROOM].history
+        history = server.rooms.rooms[ROOM].main.history
         # Push the base out of the kept history: at least 100 newer versions, older than 30 s.
         history._min_seconds = 0  # the age rule is tested in test_merge; here count decides
         for n in range(120):
@@ -107,21 +107,30 @@ async def test_a_base_older_than_the_history_falls_back_to_last_writer_wins(
         assert body["session"]["code"] == "alice overwrites\n"
 
 
-async def test_receive_code_state_carries_the_room_version(server: RunningServer) -> None:
-    async with clients(server.url, 2) as (a, b):
+async def test_receive_code_state_carries_the_room_text_and_version(
+    server: RunningServer,
+) -> None:
+    async with clients(server.url, 3) as (a, b, c):
         base = await setup_room(server, a, b)
+        room = server.rooms.rooms[ROOM]
+        assert (await c.join(ROOM, "Cy", "user-cy"))["ok"]
+        await c.call("requestCodeState", {"roomId": ROOM})
+        state = await c.next("receiveCodeState")  # the server answers a joiner's request...
+        assert state == {"code": room.code, "language": room.language, "version": base}
         await a.call(
             "sendCodeState",
             {
                 "roomId": ROOM,
                 "code": "peer text",
                 "language": "python",
-                "targetUserId": b.sid,
+                "targetUserId": c.sid,
                 "version": 999,
             },
         )
-        state = await b.next("receiveCodeState")
-        assert state == {"code": "peer text", "language": "python", "version": base}
+        # ... and a peer's answer is the room's text (the server is the authority on it),
+        # which the joiner already shows: it is not sent again.
+        await c.quiet()
+        assert c.events["receiveCodeState"] == [state]
 
 
 async def test_a_rest_update_is_a_versioned_code_update(server: RunningServer) -> None:

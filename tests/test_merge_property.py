@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.merge import TextHistory
+from app.domain.merge import TextHistory
 
 # Each token ends with a newline, so the diff aligns a whole-token edit on the line boundary
 # (without a separator "<a3><b2>" -> "<a3><a7><b2>" diffs as inserting "a7><" inside "<b2>").

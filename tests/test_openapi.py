@@ -212,11 +212,13 @@ CREATE = "/api/sessions/create"
 SESSION = "/api/sessions/{roomId}"
 UPDATE = "/api/sessions/{roomId}/update"
 USER = "/api/sessions/user/{userId}"
+FILES = "/api/sessions/{roomId}/files"
+FILE = "/api/sessions/{roomId}/files/{fileId}"
 
 
 async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_path: Path) -> None:
     # A small code limit keeps the 413 body small (the limit is max_code_bytes * 6 + 64 KiB).
-    async with serving(tmp_path / "main", max_code_bytes=1000) as server:
+    async with serving(tmp_path / "main", max_code_bytes=1000, max_file_bytes=1000) as server:
         answers = Answers(await fetch_document(server))
         too_big = b'{"code": "' + b"a" * 80_000 + b'"}'
 
@@ -247,6 +249,29 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
                 path=f"/api/sessions/{ROOM}/update",
                 json_body=update,
             )
+            files_path = f"/api/sessions/{ROOM}/files"
+            saved = {"fileId": "a.py", "name": "a.py", "content": "print(1)", "mime": "text/x"}
+            await call(server, answers, FILES, "post", 200, path=files_path, json_body=saved)
+            listed_files = await call(server, answers, FILES, "get", 200, path=files_path)
+            assert [f["fileId"] for f in listed_files["files"]] == ["a.py"]
+            one = await call(server, answers, FILE, "get", 200, path=files_path + "/a.py")
+            assert one["file"]["content"] == "print(1)"
+            await call(server, answers, FILE, "delete", 200, path=files_path + "/a.py")
+            await call(server, answers, FILE, "get", 404, path=files_path + "/a.py")
+            await call(server, answers, FILE, "delete", 404, path=files_path + "/a.py")
+            await call(server, answers, FILES, "post", 400, path=files_path, json_body={})
+            await call(server, answers, FILES, "post", 400, path=files_path, body=b"{")
+            await call(server, answers, FILES, "post", 413, path=files_path, body=too_big)
+            await call(
+                server, answers, FILES, "post", 415, path=files_path, body=b"{}",
+                content_type="text/plain",
+            )  # fmt: skip
+            await call(server, answers, FILES, "get", 400, path="/api/sessions/a.b/files")
+            await call(server, answers, FILE, "get", 400, path="/api/sessions/a.b/files/x")
+            await call(server, answers, FILE, "delete", 400, path="/api/sessions/a.b/files/x")
+            nosuch = "/api/sessions/NOSUCH/files"
+            await call(server, answers, FILES, "get", 404, path=nosuch)
+            await call(server, answers, FILES, "post", 404, path=nosuch, json_body=saved)
         finally:
             await client.close()
         listed = await call(server, answers, USER, "get", 200, path="/api/sessions/user/user-ann")
@@ -300,6 +325,9 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
             server, answers, UPDATE, "post", 429, path="/api/sessions/ANY/update", json_body={}
         )
         await call(server, answers, USER, "get", 429, path="/api/sessions/user/u")
+        for template, method in ((FILES, "post"), (FILES, "get"), (FILE, "get"), (FILE, "delete")):
+            path = template.format(roomId="ANY", fileId="x")
+            await call(server, answers, template, method, 429, path=path, json_body={})
 
     # 410 for an expired session; 503 from every session route while the store is down.
     store = FlakyStore(tmp_path / "expiring.sqlite3")
@@ -326,6 +354,12 @@ STORE_DOWN_ROUTES = [
     pytest.param(SESSION, "delete", "/api/sessions/COLD", None, id="delete"),
     pytest.param(UPDATE, "post", "/api/sessions/COLD/update", {"code": "x"}, id="update"),
     pytest.param(USER, "get", "/api/sessions/user/user-ann", None, id="user-sessions"),
+    pytest.param(
+        FILES, "post", "/api/sessions/COLD/files", {"fileId": "f", "name": "f"}, id="save-file"
+    ),
+    pytest.param(FILES, "get", "/api/sessions/COLD/files", None, id="files"),
+    pytest.param(FILE, "get", "/api/sessions/COLD/files/f", None, id="file"),
+    pytest.param(FILE, "delete", "/api/sessions/COLD/files/f", None, id="delete-file"),
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.models import DEFAULT_CODE, DEFAULT_LANGUAGE
+from app.storage.records import DEFAULT_CODE, DEFAULT_LANGUAGE
 from tests.support import Client, RunningServer, fast_settings, running_server
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -26,6 +26,9 @@ SESSION_KEYS = {
     "createdAt",
     "expiresAt",
     "lastActivity",
+    "files",
+    "activeFile",
+    "whiteboardElements",
 }
 SUMMARY_KEYS = {
     "roomId",
@@ -35,6 +38,7 @@ SUMMARY_KEYS = {
     "createdAt",
     "expiresAt",
     "lastActivity",
+    "fileCount",
 }
 NOT_FOUND = "Session not found"
 
@@ -459,7 +463,7 @@ async def test_health_reports_ok_with_a_timestamp(server: RunningServer) -> None
     [
         ("GET", "/api/nope"),
         ("GET", "/"),
-        ("POST", "/api/sessions/ROOM1/files"),
+        ("POST", "/api/sessions/ROOM1/files/extra"),
         ("DELETE", "/api/sessions/ROOM1/extra"),
     ],
 )

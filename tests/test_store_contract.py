@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from app.models import ChatRecord, Participant, SessionRecord, SessionSummary, utc_now
+from app.clock import utc_now
 from app.storage import StoreError
 from app.storage.mongo import MongoSessionStore
+from app.storage.records import ChatRecord, Participant, SessionRecord, SessionSummary
 from app.storage.sqlite import SqliteSessionStore
 
 pytest_plugins = ("tests.store_backends",)

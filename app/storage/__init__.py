@@ -1,13 +1,14 @@
-"""The SessionStore protocol every backend implements, and `open_store` to pick one."""
+"""The SessionStore protocol every backend implements, and the table of backends by URL scheme."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from app.models import ChatRecord, SessionRecord, SessionSummary
+from app.storage.records import ChatRecord, SessionRecord, SessionSummary
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -34,7 +35,8 @@ class SessionStore(Protocol):
         """The stored session, expired or not, with `version` at least its last chat's."""
 
     async def save(self, record: SessionRecord) -> bool:
-        """Insert or replace, unless the stored version is newer. True when written."""
+        """Insert or replace (files included), unless the stored version is newer. True when
+        written."""
 
     async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
         """Store chat messages; a message already stored (same room and version) is skipped."""
@@ -56,17 +58,29 @@ class SessionStore(Protocol):
         """Delete sessions (and their chat) that expired before `now`; how many."""
 
 
-def open_store(settings: Settings) -> SessionStore:
-    """The backend the settings choose: MongoDB when MONGODB_URI is set, else SQLite."""
+# URL scheme -> "module:Class"; each class has `from_settings(settings, url)`. Only the chosen
+# backend's module is imported. The store contract suite runs on every entry.
+BACKENDS = {
+    "sqlite": "app.storage.sqlite:SqliteSessionStore",
+    "mongodb": "app.storage.mongo:MongoSessionStore",
+    "mongodb+srv": "app.storage.mongo:MongoSessionStore",
+}
+
+
+def store_url(settings: Settings) -> str:
+    """The store the settings choose: MONGODB_URI when set, else the SQLite file in DATA_DIR."""
     if settings.mongodb_uri:
-        from app.storage.mongo import MongoSessionStore
+        return settings.mongodb_uri
+    return f"sqlite:///{(settings.data_dir / 'sessions.sqlite3').resolve()}"
 
-        log.info("store: MongoDB database %r", settings.mongodb_db)
-        return MongoSessionStore.from_uri(
-            settings.mongodb_uri, settings.mongodb_db, timeout=settings.store_timeout_seconds
-        )
-    from app.storage.sqlite import SqliteSessionStore
 
-    path = settings.data_dir / "sessions.sqlite3"
-    log.info("store: SQLite file %s", path.resolve())
-    return SqliteSessionStore(path)
+def open_store(settings: Settings) -> SessionStore:
+    url = store_url(settings)
+    scheme = url.split(":", 1)[0].lower()
+    target = BACKENDS.get(scheme)
+    if target is None:
+        raise ValueError(f"no session store for URLs of scheme {scheme!r}")
+    module, name = target.split(":")
+    backend = getattr(importlib.import_module(module), name)
+    store: SessionStore = backend.from_settings(settings, url)
+    return store

@@ -6,11 +6,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from app.models import ChatRecord, Participant, SessionRecord, SessionSummary
+from app.config import Settings
 from app.storage import StoreError
+from app.storage.records import (
+    MAIN_FILE_ID,
+    ChatRecord,
+    FileRecord,
+    Participant,
+    SessionRecord,
+    SessionSummary,
+)
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
@@ -38,10 +47,48 @@ def _session_document(record: SessionRecord) -> Document:
             for p in record.participants
         ],
         "userIds": record.user_ids,
+        "files": [_file_document(f) for f in record.files],
+        "activeFile": record.active_file,
+        # As JSON text: a snapshot's keys may hold characters MongoDB refuses in field names.
+        "whiteboardJson": None
+        if record.whiteboard is None
+        else orjson.dumps(record.whiteboard).decode(),
         "createdAt": record.created_at,
         "lastActivity": record.last_activity,
         "expiresAt": record.expires_at,
     }
+
+
+def _whiteboard(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _file_document(f: FileRecord) -> Document:
+    return {
+        "fileId": f.file_id,
+        "name": f.name,
+        "content": None if f.file_id == MAIN_FILE_ID else f.content,  # the code, kept once
+        "mime": f.mime,
+        "size": f.size,
+        "uploadedBy": f.uploaded_by,
+        "uploaderName": f.uploader_name,
+        "uploadedAt": f.uploaded_at,
+        "version": f.version,
+    }
+
+
+def _file_record(doc: Mapping[str, Any]) -> FileRecord:
+    return FileRecord(
+        file_id=doc["fileId"],
+        name=doc.get("name") or doc["fileId"],
+        content=doc.get("content") or "",
+        mime=doc.get("mime") or "text/plain",
+        size=doc.get("size") or 0,
+        uploaded_by=doc.get("uploadedBy"),
+        uploader_name=doc.get("uploaderName"),
+        uploaded_at=_utc(doc["uploadedAt"]),
+        version=doc.get("version", 0),
+    )
 
 
 def _session_record(doc: Mapping[str, Any], version: int) -> SessionRecord:
@@ -64,6 +111,9 @@ def _session_record(doc: Mapping[str, Any], version: int) -> SessionRecord:
             )
             for p in doc.get("participants", [])
         ),
+        files=tuple(_file_record(f) for f in doc.get("files") or []),
+        active_file=doc.get("activeFile"),
+        whiteboard=_whiteboard(doc.get("whiteboardJson")),
         created_at=_utc(doc["createdAt"]),
         last_activity=_utc(doc["lastActivity"]),
         expires_at=_utc(doc["expiresAt"]),
@@ -94,6 +144,10 @@ class MongoSessionStore:
         self.sessions = database["sessions"]
         self.messages = database["messages"]
         self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str) -> MongoSessionStore:
+        return cls.from_uri(url, settings.mongodb_db, timeout=settings.store_timeout_seconds)
 
     @classmethod
     def from_uri(cls, uri: str, database: str, *, timeout: float) -> MongoSessionStore:
@@ -221,6 +275,7 @@ class MongoSessionStore:
             "createdAt",
             "expiresAt",
             "lastActivity",
+            "files.fileId",
         ]
         try:
             cursor = self.sessions.find(query, fields).sort("lastActivity", DESCENDING)
@@ -236,6 +291,7 @@ class MongoSessionStore:
                 created_at=_utc(doc["createdAt"]),
                 expires_at=_utc(doc["expiresAt"]),
                 last_activity=_utc(doc["lastActivity"]),
+                file_count=len(doc.get("files") or []),
             )
             for doc in docs
         ]

@@ -12,9 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
-from app.models import ChatRecord, Participant, SessionRecord, SessionSummary, iso
+from app.clock import iso
+from app.config import Settings
 from app.storage import StoreError
+from app.storage.records import (
+    MAIN_FILE_ID,
+    ChatRecord,
+    FileRecord,
+    Participant,
+    SessionRecord,
+    SessionSummary,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -29,7 +39,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_activity TEXT NOT NULL,
     expires_at TEXT NOT NULL,
     code_version INTEGER NOT NULL DEFAULT 0,
-    language_version INTEGER NOT NULL DEFAULT 0
+    language_version INTEGER NOT NULL DEFAULT 0,
+    active_file TEXT,
+    whiteboard TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS session_users (
@@ -38,6 +50,20 @@ CREATE TABLE IF NOT EXISTS session_users (
     PRIMARY KEY (user_id, room_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS session_users_by_room ON session_users (room_id);
+CREATE TABLE IF NOT EXISTS files (
+    room_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content TEXT,
+    mime TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uploaded_by TEXT,
+    uploader_name TEXT,
+    uploaded_at TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (room_id, file_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     room_id TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -53,11 +79,12 @@ CREATE TABLE IF NOT EXISTS messages (
 UPSERT_SESSION = """
 INSERT INTO sessions (room_id, code, language, version, creator_name, creator_user_id,
                       participants, created_at, last_activity, expires_at,
-                      code_version, language_version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      code_version, language_version, active_file, whiteboard)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (room_id) DO UPDATE SET
     code = excluded.code, language = excluded.language, version = excluded.version,
     code_version = excluded.code_version, language_version = excluded.language_version,
+    active_file = excluded.active_file, whiteboard = excluded.whiteboard,
     creator_name = excluded.creator_name, creator_user_id = excluded.creator_user_id,
     participants = excluded.participants, created_at = excluded.created_at,
     last_activity = excluded.last_activity, expires_at = excluded.expires_at
@@ -69,13 +96,31 @@ SELECT room_id, code, language,
        max(version, coalesce((SELECT max(version) FROM messages m
                               WHERE m.room_id = s.room_id), 0)),
        creator_name, creator_user_id, participants, created_at, last_activity, expires_at,
-       code_version, language_version
+       code_version, language_version, active_file, whiteboard
 FROM sessions s WHERE room_id = ?
+"""
+
+UPSERT_FILE = """
+INSERT INTO files (room_id, file_id, position, name, content, mime, size, uploaded_by,
+                   uploader_name, uploaded_at, version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (room_id, file_id) DO UPDATE SET
+    position = excluded.position, name = excluded.name, content = excluded.content,
+    mime = excluded.mime, size = excluded.size, uploaded_by = excluded.uploaded_by,
+    uploader_name = excluded.uploader_name, uploaded_at = excluded.uploaded_at,
+    version = excluded.version
+WHERE files.version <> excluded.version OR files.position <> excluded.position
+"""
+
+LOAD_FILES = """
+SELECT file_id, name, content, mime, size, uploaded_by, uploader_name, uploaded_at, version
+FROM files WHERE room_id = ? ORDER BY position
 """
 
 LIST_FOR_USER = """
 SELECT s.room_id, s.creator_name, json_array_length(s.participants), s.language,
-       s.created_at, s.expires_at, s.last_activity
+       s.created_at, s.expires_at, s.last_activity,
+       (SELECT count(*) FROM files f WHERE f.room_id = s.room_id)
 FROM session_users u JOIN sessions s ON s.room_id = u.room_id
 WHERE u.user_id = ? AND s.expires_at > ?
 ORDER BY s.last_activity DESC LIMIT ?
@@ -118,6 +163,11 @@ def _participants(text: str) -> tuple[Participant, ...]:
 class SqliteSessionStore:
     """One connection, serialised by aiosqlite's worker thread; a locked file fails in ~1 s."""
 
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str) -> SqliteSessionStore:
+        """`sqlite:///<path>` (three slashes, then the path; a fourth for an absolute one)."""
+        return cls(Path(url.removeprefix("sqlite:///")))
+
     def __init__(self, path: Path, *, busy_timeout: float = 1.0) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
@@ -143,11 +193,15 @@ class SqliteSessionStore:
         """Bring a file made by an earlier version of the schema up to date."""
         async with self.db.execute("PRAGMA table_info(sessions)") as cursor:
             columns = {row[1] for row in await cursor.fetchall()}
-        for column in ("code_version", "language_version"):
+        added = {
+            "code_version": "INTEGER NOT NULL DEFAULT 0",
+            "language_version": "INTEGER NOT NULL DEFAULT 0",
+            "active_file": "TEXT",
+            "whiteboard": "TEXT",
+        }
+        for column, kind in added.items():
             if column not in columns:
-                await self.db.execute(
-                    f"ALTER TABLE sessions ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-                )
+                await self.db.execute(f"ALTER TABLE sessions ADD COLUMN {column} {kind}")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -195,6 +249,7 @@ class SqliteSessionStore:
         if not rows:
             return None
         row = rows[0]
+        files = await self._fetch(LOAD_FILES, (room_id,))
         return SessionRecord(
             room_id=row[0],
             code=row[1],
@@ -208,6 +263,22 @@ class SqliteSessionStore:
             expires_at=_time(row[9]),
             code_version=row[10],
             language_version=row[11],
+            active_file=row[12],
+            whiteboard=None if row[13] is None else orjson.loads(row[13]),
+            files=tuple(
+                FileRecord(
+                    file_id=f[0],
+                    name=f[1],
+                    content=f[2] or "",
+                    mime=f[3],
+                    size=f[4],
+                    uploaded_by=f[5],
+                    uploader_name=f[6],
+                    uploaded_at=_time(f[7]),
+                    version=f[8],
+                )
+                for f in files
+            ),
         )
 
     async def save(self, record: SessionRecord) -> bool:
@@ -227,16 +298,48 @@ class SqliteSessionStore:
                     iso(record.expires_at),
                     record.code_version,
                     record.language_version,
+                    record.active_file,
+                    None if record.whiteboard is None else orjson.dumps(record.whiteboard).decode(),
                 ),
             )
             if cursor.rowcount == 0:
                 return False
+            await self._save_files(db, record)
             await db.execute("DELETE FROM session_users WHERE room_id = ?", (record.room_id,))
             await db.executemany(
                 "INSERT INTO session_users (user_id, room_id) VALUES (?, ?)",
                 [(user_id, record.room_id) for user_id in record.user_ids],
             )
             return True
+
+    @staticmethod
+    async def _save_files(db: aiosqlite.Connection, record: SessionRecord) -> None:
+        """Write the files whose version or place changed; drop the ones no longer there."""
+        kept = [f.file_id for f in record.files]
+        marks = ",".join("?" * len(kept))
+        await db.execute(
+            f"DELETE FROM files WHERE room_id = ? AND file_id NOT IN ({marks})",
+            (record.room_id, *kept),
+        )
+        await db.executemany(
+            UPSERT_FILE,
+            [
+                (
+                    record.room_id,
+                    f.file_id,
+                    position,
+                    f.name,
+                    None if f.file_id == MAIN_FILE_ID else f.content,  # the code, kept once
+                    f.mime,
+                    f.size,
+                    f.uploaded_by,
+                    f.uploader_name,
+                    iso(f.uploaded_at),
+                    f.version,
+                )
+                for position, f in enumerate(record.files)
+            ],
+        )
 
     async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
         async with self._transaction() as db:
@@ -296,6 +399,7 @@ class SqliteSessionStore:
                 created_at=_time(row[4]),
                 expires_at=_time(row[5]),
                 last_activity=_time(row[6]),
+                file_count=row[7],
             )
             for row in rows
         ]
@@ -312,6 +416,6 @@ class SqliteSessionStore:
         for room_id in room_ids:
             cursor = await db.execute("DELETE FROM sessions WHERE room_id = ?", (room_id,))
             deleted += cursor.rowcount
-            await db.execute("DELETE FROM messages WHERE room_id = ?", (room_id,))
-            await db.execute("DELETE FROM session_users WHERE room_id = ?", (room_id,))
+            for table in ("messages", "session_users", "files"):
+                await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
         return deleted

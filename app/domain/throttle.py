@@ -14,20 +14,6 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-# Which bucket each client event draws from.
-EVENT_FAMILIES = {
-    "codeChange": "code",
-    "sendCodeState": "code",
-    "languageChange": "code",
-    "chatMessage": "chat",
-    "cursorMove": "cursor",
-    "userTyping": "cursor",
-    "userStoppedTyping": "cursor",
-    "joinRoom": "join",
-    "leaveRoom": "join",
-    "requestCodeState": "join",
-}
-
 
 @dataclass(frozen=True)
 class Rate:
@@ -54,10 +40,9 @@ class ConnectionThrottle:
     flood_started: float | None = None
     last_drop: float = 0.0
 
-    async def admit(self, event: str) -> Verdict:
-        family = EVENT_FAMILIES.get(event)
-        rate = self.rates.get(family) if family else None
-        if family is None or rate is None:
+    async def admit(self, family: str) -> Verdict:
+        rate = self.rates.get(family)
+        if rate is None:
             return Verdict.ALLOW
         bucket = self.buckets.get(family)
         if bucket is None:

@@ -11,8 +11,8 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from app.errors import DomainError
-from app.throttle import ConnectionGuard
+from app.domain.errors import DomainError
+from app.domain.throttle import ConnectionGuard
 
 log = logging.getLogger(__name__)
 HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -7,16 +7,20 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.api_models import (
+from app.config import Settings
+from app.transport.http.answers import (
     CreatedAnswer,
     DoneAnswer,
     ErrorAnswer,
+    FileAnswer,
+    FilesAnswer,
     HealthAnswer,
     ReadyAnswer,
+    SavedFileAnswer,
     SessionAnswer,
     UserSessionsAnswer,
 )
-from app.models import CreateSessionBody, Limits, UpdateSessionBody
+from app.wire.inbound import CreateSessionBody, SaveFileBody, UpdateSessionBody
 
 REF = "#/components/schemas/{model}"
 ROOM_ID = {
@@ -24,6 +28,12 @@ ROOM_ID = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+}
+FILE_ID = {
+    "name": "fileId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 COMMON_ERRORS = {
     "400": "Malformed JSON, an invalid body or a malformed id",
@@ -51,12 +61,13 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def openapi_document(limits: Limits) -> dict[str, Any]:
+def openapi_document(limits: Settings) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
-        CreateSessionBody, UpdateSessionBody, ErrorAnswer, SessionAnswer, CreatedAnswer,
-        DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
+        CreateSessionBody, UpdateSessionBody, SaveFileBody, ErrorAnswer, SessionAnswer,
+        CreatedAnswer, DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
+        FilesAnswer, FileAnswer, SavedFileAnswer,
     ]  # fmt: skip
-    bodies = (CreateSessionBody, UpdateSessionBody)
+    bodies = (CreateSessionBody, UpdateSessionBody, SaveFileBody)
     _, schemas = models_json_schema(
         [(model, "validation" if model in bodies else "serialization") for model in models],
         ref_template=REF,
@@ -93,6 +104,33 @@ def openapi_document(limits: Limits) -> dict[str, Any]:
             "responses": {"200": _json(DoneAnswer, "Updated")}
             | _errors("400", "413", "415", "429", "503", **not_found),
         }},
+        "/api/sessions/{roomId}/files": {
+            "parameters": [ROOM_ID],
+            "post": {
+                "summary": "Create or replace a file (its text goes through the live room)",
+                "requestBody": _body(SaveFileBody),
+                "responses": {"200": _json(SavedFileAnswer, "Saved")}
+                | _errors("400", "413", "415", "429", "503", **not_found),
+            },
+            "get": {
+                "summary": "The session's files, in the order they were made",
+                "responses": {"200": _json(FilesAnswer, "The files")}
+                | _errors("400", "429", "503", **not_found),
+            },
+        },
+        "/api/sessions/{roomId}/files/{fileId}": {
+            "parameters": [ROOM_ID, FILE_ID],
+            "get": {
+                "summary": "One file",
+                "responses": {"200": _json(FileAnswer, "The file")}
+                | _errors("400", "429", "503", **{"404": "No such session or file"}),
+            },
+            "delete": {
+                "summary": "Delete a file (the main file is only taken off the list)",
+                "responses": {"200": _json(DoneAnswer, "Deleted")}
+                | _errors("400", "429", "503", **{"404": "No such session or file"}),
+            },
+        },
         "/api/sessions/user/{userId}": {"get": {
             "summary": "A user's ten most recently active sessions",
             "parameters": [{"name": "userId", "in": "path", "required": True,

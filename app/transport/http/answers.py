@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models import ChatRecord, Participant, SessionRecord, SessionSummary, iso
+from app.clock import iso
+from app.storage.records import (
+    ChatRecord,
+    FileRecord,
+    Participant,
+    SessionRecord,
+    SessionSummary,
+)
 
 IsoTime = str  # ISO-8601 UTC with milliseconds and `Z`, as the original server answered
 
@@ -56,6 +63,32 @@ class MessageOut(Answer):
         )
 
 
+class FileOut(Answer):
+    fileId: str
+    name: str
+    content: str
+    mime: str
+    size: int
+    uploadedBy: str | None
+    uploaderName: str | None
+    uploadedAt: IsoTime
+    version: int = Field(description="The room version of the file's last change")
+
+    @classmethod
+    def of(cls, record: FileRecord) -> FileOut:
+        return cls(
+            fileId=record.file_id,
+            name=record.name,
+            content=record.content,
+            mime=record.mime,
+            size=record.size,
+            uploadedBy=record.uploaded_by,
+            uploaderName=record.uploader_name,
+            uploadedAt=iso(record.uploaded_at),
+            version=record.version,
+        )
+
+
 class SessionOut(Answer):
     roomId: str
     code: str
@@ -65,12 +98,17 @@ class SessionOut(Answer):
     creatorUserId: str | None
     participants: list[ParticipantOut]
     messages: list[MessageOut] = Field(description="A page of chat, oldest first")
+    files: list[FileOut] = Field(description="The files, in the order they were made")
+    activeFile: str | None
+    whiteboardElements: Any = Field(description="The latest whiteboard snapshot, as sent")
     createdAt: IsoTime
     expiresAt: IsoTime
     lastActivity: IsoTime
 
     @classmethod
-    def of(cls, record: SessionRecord, messages: list[ChatRecord]) -> SessionOut:
+    def of(
+        cls, record: SessionRecord, messages: list[ChatRecord], files: tuple[FileRecord, ...]
+    ) -> SessionOut:
         return cls(
             roomId=record.room_id,
             code=record.code,
@@ -80,6 +118,9 @@ class SessionOut(Answer):
             creatorUserId=record.creator_user_id,
             participants=[ParticipantOut.of(p) for p in record.participants],
             messages=[MessageOut.of(m) for m in messages],
+            files=[FileOut.of(f) for f in files],
+            activeFile=record.active_file,
+            whiteboardElements=record.whiteboard,
             createdAt=iso(record.created_at),
             expiresAt=iso(record.expires_at),
             lastActivity=iso(record.last_activity),
@@ -116,6 +157,7 @@ class SummaryOut(Answer):
     createdAt: IsoTime
     expiresAt: IsoTime
     lastActivity: IsoTime
+    fileCount: int
 
     @classmethod
     def of(cls, summary: SessionSummary) -> SummaryOut:
@@ -127,6 +169,7 @@ class SummaryOut(Answer):
             createdAt=iso(summary.created_at),
             expiresAt=iso(summary.expires_at),
             lastActivity=iso(summary.last_activity),
+            fileCount=summary.file_count,
         )
 
 
@@ -144,3 +187,19 @@ class HealthAnswer(Answer):
 class ReadyAnswer(Answer):
     status: Literal["ready", "unavailable"]
     reason: str | None = None
+
+
+class FilesAnswer(Answer):
+    success: Literal[True] = True
+    files: list[FileOut]
+
+
+class FileAnswer(Answer):
+    success: Literal[True] = True
+    file: FileOut
+
+
+class SavedFileAnswer(Answer):
+    success: Literal[True] = True
+    message: str
+    fileId: str

@@ -6,18 +6,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from app.models import utc_now
-from app.room import Room
+from app.clock import utc_now
+from app.domain.ports import Notifier
+from app.domain.room import Room
 from app.storage import SessionStore, StoreError
+from app.wire import outbound
 
 log = logging.getLogger(__name__)
 
-SavedCallback = Callable[[str, int, datetime], Awaitable[None]]
-HealthCallback = Callable[[str | None], None]
 FIRST_RETRY_SECONDS = 0.1
 
 
@@ -46,16 +45,14 @@ class DebouncedWriter:
         debounce: float,
         max_delay: float,
         retry_max: float,
-        on_saved: SavedCallback | None = None,
-        on_health: HealthCallback | None = None,
+        notifier: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.debounce = debounce
         self.max_delay = max_delay
         self.retry_max = retry_max
-        self.on_saved = on_saved
-        self.on_health = on_health
+        self.notifier = notifier  # tells the room `sessionSaved` after each write
         self.clock = clock
         self._pending: dict[str, _Pending] = {}
         self.writes = 0  # successful writes, for metrics and benchmarks
@@ -178,13 +175,9 @@ class DebouncedWriter:
             )
             if pending.first_change is None:
                 pending.first_change = first_change
-            if self.on_health:
-                self.on_health(str(error))
             return False
-        if self.on_health:
-            self.on_health(None)
         self.writes += 1
-        room.mark_saved(record, changes, len(messages))
+        room.mark_saved(changes, len(messages))
         if not written:
             log.error(
                 "room %s: the store holds a newer version than %s; not overwritten",
@@ -192,9 +185,16 @@ class DebouncedWriter:
                 record.version,
             )
         self._release(pending, changes)
-        if written and self.on_saved:
-            await self.on_saved(room.room_id, record.version, utc_now())
+        if written and self.notifier is not None:
+            self._announce_saved(room, record.version)
         return True
+
+    def _announce_saved(self, room: Room, version: int) -> None:
+        """`sessionSaved` leaves behind every event of a version it covers."""
+        notifier = self.notifier
+        assert notifier is not None
+        payload = outbound.session_saved(room.room_id, version, utc_now())
+        room.sequencer.publish(lambda: notifier.broadcast(room.room_id, "sessionSaved", payload))
 
     @staticmethod
     def _release(pending: _Pending, changes: int) -> None:

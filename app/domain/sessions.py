@@ -1,28 +1,54 @@
-"""Sessions as REST sees them: create, read, update, delete, list; live rooms first."""
+"""Sessions as REST sees them: create, read, update, delete, list, files; live rooms first."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
-from app.errors import SessionExists, SessionNotFound, StoreUnavailable
-from app.models import (
+from app.domain.editing import Editing
+from app.domain.errors import FileNotFound, SessionExists, SessionNotFound, StoreUnavailable
+from app.domain.room import Room
+from app.domain.rooms import Rooms
+from app.storage import StoreError
+from app.storage.records import (
     DEFAULT_CODE,
     DEFAULT_LANGUAGE,
+    MAIN_FILE_ID,
     ChatRecord,
+    FileRecord,
     SessionRecord,
     SessionSummary,
 )
-from app.room import Room
-from app.rooms import Rooms
-from app.storage import StoreError
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file as the REST routes save it (the original's whole-entry upsert)."""
+
+    file_id: str
+    name: str
+    content: str
+    mime: str
+    size: int
+    uploaded_by: str
+    uploader_name: str
+
+
+def with_main_content(record: SessionRecord) -> tuple[FileRecord, ...]:
+    """The session's files, the main one carrying the session's code."""
+    return tuple(
+        f.model_copy(update={"content": record.code}) if f.file_id == MAIN_FILE_ID else f
+        for f in record.files
+    )
 
 
 class Sessions:
     """Every operation goes through the live room when there is one, so the debounced writer
     can never later overwrite what REST changed."""
 
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, editing: Editing) -> None:
         self.rooms = rooms
+        self.editing = editing
 
     async def create(
         self,
@@ -41,17 +67,19 @@ class Sessions:
         room.creator_user_id = creator_user_id
         # The creator's initial code and language apply to what nobody has changed yet (the
         # client joins, sends languageChange and may chat before it calls create).
-        room.replace(
+        await self.editing.replace_text(
+            room,
+            room.main,
             code if room.code == DEFAULT_CODE else None,
             language if room.language == DEFAULT_LANGUAGE else None,
-            now,
         )
         room.add_participants([(creator_user_id, creator_name)], now)
         await self.persist(room)
         return room
 
     async def persist(self, room: Room) -> None:
-        if not await self.rooms.writer.flush(room, within=self.rooms.settings.chat_timeout):
+        within = self.rooms.settings.chat_store_timeout_seconds
+        if not await self.rooms.writer.flush(room, within=within):
             raise StoreUnavailable("The session store did not answer in time; retrying")
 
     async def delete(self, room_id: str) -> Room | None:
@@ -67,6 +95,10 @@ class Sessions:
             raise SessionNotFound(f"Session {room_id} not found")
         if room is not None:
             self.rooms.writer.forget(room_id)
+            notifier = self.rooms.notifier
+            notifier.broadcast(room_id, "sessionDeleted", {"roomId": room_id})
+            for sid in room.members:
+                notifier.leave(sid, room_id)
         return room
 
     async def sessions_of(self, user_id: str, *, limit: int) -> list[SessionSummary]:
@@ -89,17 +121,21 @@ class Sessions:
             return f"the store did not answer within {within} s"
         return None
 
+    async def record(self, room_id: str) -> tuple[SessionRecord, Room | None]:
+        """The session as it is now: the live room's state, else the stored one."""
+        room = self.rooms.rooms.get(room_id)
+        if room is not None:
+            return room.snapshot(), room
+        record = await self.rooms.load_record(room_id)
+        if record is None:
+            raise SessionNotFound(f"Session {room_id} not found")
+        return record, None
+
     async def session(
         self, room_id: str, *, before: int | None, limit: int
     ) -> tuple[SessionRecord, list[ChatRecord]]:
         """A session as it is now (live state first) with a page of its chat, oldest first."""
-        room = self.rooms.rooms.get(room_id)
-        if room is None:
-            record = await self.rooms.load_record(room_id)
-            if record is None:
-                raise SessionNotFound(f"Session {room_id} not found")
-        else:
-            record = room.snapshot()
+        record, room = await self.record(room_id)
         try:
             messages = await self.rooms.store.list_messages(room_id, before=before, limit=limit)
         except StoreError as error:
@@ -122,12 +158,49 @@ class Sessions:
         code: str | None,
         language: str | None,
         participants: list[tuple[str | None, str]],
-    ) -> tuple[Room, bool, bool]:
-        """Apply a REST update through the live room; which of code and language changed."""
+        file_id: str | None = None,
+    ) -> None:
+        """Apply a REST update through the live room. `code` is the text of `file_id` when
+        that names another file of the room (the current client sends its active file)."""
         room = await self.rooms.open(room_id, create=False)
-        now = self.rooms.clock()
-        code_changed, language_changed = room.replace(code, language, now)
-        if participants:
-            room.add_participants(participants, now)
+        doc = room.docs.get(file_id or MAIN_FILE_ID)
+        if doc is None or not doc.listed:
+            doc = room.main
+        await self.editing.replace_text(room, doc, code, language)
+        room.add_participants(participants, self.rooms.clock())  # touches the session anyway
         await self.persist(room)
-        return room, code_changed, language_changed
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def files(self, room_id: str) -> tuple[FileRecord, ...]:
+        record, _ = await self.record(room_id)
+        return with_main_content(record)
+
+    async def file(self, room_id: str, file_id: str) -> FileRecord:
+        for entry in await self.files(room_id):
+            if entry.file_id == file_id:
+                return entry
+        raise FileNotFound("No file found with this file ID")
+
+    async def save_file(self, room_id: str, entry: FileEntry) -> None:
+        """Create or replace a file entry; its text goes through the room like any change."""
+        room = await self.rooms.open(room_id, create=False)
+        doc = room.docs.get(entry.file_id)
+        if doc is None or not doc.listed:
+            doc = self.editing.create_file(room, entry.file_id, entry.name)
+        await self.editing.replace_text(room, doc, entry.content, None)
+        room.describe_file(
+            doc,
+            name=entry.name,
+            mime=entry.mime,
+            size=entry.size,
+            uploaded_by=entry.uploaded_by,
+            uploader_name=entry.uploader_name,
+            now=self.rooms.clock(),
+        )
+        await self.persist(room)
+
+    async def delete_file(self, room_id: str, file_id: str) -> None:
+        room = await self.rooms.open(room_id, create=False)
+        self.editing.delete_file(room, file_id)
+        await self.persist(room)

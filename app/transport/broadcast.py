@@ -39,6 +39,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
 
+NAMESPACE = "/"
 COALESCED_EVENTS = frozenset({"codeUpdate"})
 # Write directly only while the socket's send buffer holds less than this; beyond, the
 # queue's writer (which waits for the buffer to drain) takes over.
@@ -157,30 +158,49 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         room = to or room
-        if callback is not None or namespace not in self.rooms:
+        if callback is not None or namespace != NAMESPACE or namespace not in self.rooms:
             # Acknowledged emits need one packet id per recipient: the stock path.
             await super().emit(
                 event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
             )
             return
-        if isinstance(data, tuple):
-            args = [event, *data]
-        elif data is not None:
-            args = [event, data]
-        else:
-            args = [event]
-        encoded = self.server.packet_class(
-            sio_packet.EVENT, namespace=namespace, data=args
-        ).encode()
-        if not isinstance(encoded, str):  # binary attachments: several packets, stock path
-            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
-            return
-        key = (namespace, room, event) if event in COALESCED_EVENTS and room is not None else None
+        args = data if isinstance(data, tuple) else (() if data is None else (data,))
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        self.broadcast_now(event, args, room, skip)
+
+    def _packet(self, event: str, args: tuple[Any, ...], key: Any = None) -> _RoomPacket:
+        encoded = self.server.packet_class(
+            sio_packet.EVENT, namespace=NAMESPACE, data=[event, *args]
+        ).encode()
+        return _RoomPacket(encoded, key)
+
+    def broadcast_now(
+        self, event: str, args: tuple[Any, ...], room: str | None, skip: Iterable[Any] = ()
+    ) -> None:
+        """To every socket of `room` (None: everyone) but `skip`, now, in order."""
+        if NAMESPACE not in self.rooms:
+            return
+        key = (NAMESPACE, room, event) if event in COALESCED_EVENTS and room is not None else None
+        skipped = set(skip)
         self.deliver(
-            _RoomPacket(encoded, key),
-            (eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip),
+            self._packet(event, args, key),
+            (eio for sid, eio in self.get_participants(NAMESPACE, room) if sid not in skipped),
         )
+
+    def send_now(
+        self, event: str, args: tuple[Any, ...], sids: Iterable[str], key: Any = None
+    ) -> None:
+        """To these sockets, now, in order; gone sockets are skipped. A queued packet with the
+        same `key` not yet taken by a socket's writer is replaced by this one."""
+        if NAMESPACE not in self.rooms:
+            return
+        eio_sids = []
+        for sid in sids:
+            eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
+            if eio_sid is not None:
+                eio_sids.append(eio_sid)
+        if eio_sids:
+            self.deliver(self._packet(event, args, key), eio_sids)
 
     def deliver(self, pkt: _RoomPacket, eio_sids: Iterable[str]) -> None:
         eio = self.server.eio

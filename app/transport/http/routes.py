@@ -6,33 +6,36 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from app.api_models import (
+from app.clock import iso, utc_now
+from app.config import Settings
+from app.domain.errors import InvalidPayload
+from app.domain.sessions import FileEntry, Sessions, with_main_content
+from app.transport.http.answers import (
     Answer,
     CreatedAnswer,
     CreatedSession,
     DoneAnswer,
+    FileAnswer,
+    FileOut,
+    FilesAnswer,
     HealthAnswer,
     ReadyAnswer,
+    SavedFileAnswer,
     SessionAnswer,
     SessionOut,
     SummaryOut,
     UserSessionsAnswer,
 )
-from app.errors import InvalidPayload
-from app.events import Broadcaster
-from app.middleware import error_response, json_response
-from app.models import (
+from app.transport.http.middleware import error_response, json_response
+from app.transport.http.openapi import openapi_document
+from app.wire.inbound import (
     ROOM_ID_PATTERN,
     CreateSessionBody,
-    Limits,
     MessagesQuery,
+    SaveFileBody,
     UpdateSessionBody,
-    iso,
-    utc_now,
 )
-from app.openapi import openapi_document
-from app.sessions import Sessions
-from app.validation import describe, parse
+from app.wire.validation import describe, parse
 
 USER_SESSIONS_LIMIT = 10
 READY_TIMEOUT_SECONDS = 2.0
@@ -45,10 +48,9 @@ def answer(model: Answer, status: int = 200, *, exclude_none: bool = False) -> w
 class SessionRoutes:
     """Handlers of /api/*; a live room is always read and changed through memory first."""
 
-    def __init__(self, sessions: Sessions, send: Broadcaster, limits: Limits) -> None:
+    def __init__(self, sessions: Sessions, settings: Settings) -> None:
         self.sessions = sessions
-        self.send = send
-        self.limits = limits
+        self.settings = settings
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/openapi.json", self.openapi)
@@ -59,10 +61,16 @@ class SessionRoutes:
         app.router.add_get("/api/sessions/{roomId:[^/]+}", self.get)
         app.router.add_post("/api/sessions/{roomId:[^/]+}/update", self.update)
         app.router.add_delete("/api/sessions/{roomId:[^/]+}", self.delete)
+        files = "/api/sessions/{roomId:[^/]+}/files"
+        app.router.add_post(files, self.save_file)
+        app.router.add_get(files, self.list_files)
+        app.router.add_get(files + "/{fileId:[^/]+}", self.get_file)
+        app.router.add_delete(files + "/{fileId:[^/]+}", self.delete_file)
 
     def _room_id(self, request: web.Request) -> str:
         room_id = request.match_info["roomId"]
-        if len(room_id) > self.limits.max_room_id_length or not ROOM_ID_PATTERN.fullmatch(room_id):
+        limit = self.settings.max_room_id_length
+        if len(room_id) > limit or not ROOM_ID_PATTERN.fullmatch(room_id):
             raise InvalidPayload("roomId in the path is malformed")
         return room_id
 
@@ -77,7 +85,7 @@ class SessionRoutes:
             raise InvalidPayload(f"Malformed JSON: {error}") from None
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return json_response(openapi_document(self.limits))
+        return json_response(openapi_document(self.settings))
 
     async def health(self, request: web.Request) -> web.Response:
         return answer(
@@ -96,7 +104,7 @@ class SessionRoutes:
             return error_response(
                 400, "Missing required fields", "roomId and creatorName are required"
             )
-        body = parse(CreateSessionBody, data, self.limits)
+        body = parse(CreateSessionBody, data, self.settings)
         room = await self.sessions.create(
             body.roomId, body.creatorName, body.creatorUserId, body.code, body.language
         )
@@ -113,7 +121,8 @@ class SessionRoutes:
         record, messages = await self.sessions.session(
             room_id, before=query.before, limit=query.limit
         )
-        return answer(SessionAnswer(session=SessionOut.of(record, messages)))
+        session = SessionOut.of(record, messages, with_main_content(record))
+        return answer(SessionAnswer(session=session))
 
     def _query(self, model: type[MessagesQuery], request: web.Request) -> MessagesQuery:
         try:
@@ -123,28 +132,60 @@ class SessionRoutes:
 
     async def update(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        body = parse(UpdateSessionBody, await self._json(request), self.limits)
+        body = parse(UpdateSessionBody, await self._json(request), self.settings)
         participants = [(p.userId, p.name) for p in body.participants or []]
-        room, code_changed, language_changed = await self.sessions.update(
-            room_id, body.code, body.language, participants
-        )
-        if code_changed:
-            await self.send.code_update(room, None, room.last_activity, skip=None)
-        elif language_changed:
-            await self.send.language_update(room, None, skip=None)
+        await self.sessions.update(room_id, body.code, body.language, participants, body.fileId)
         return answer(DoneAnswer(message="Session updated successfully"))
 
     async def delete(self, request: web.Request) -> web.Response:
-        room_id = self._room_id(request)
-        room = await self.sessions.delete(room_id)
-        if room is not None:
-            await self.send.to_room("sessionDeleted", {"roomId": room_id}, room_id)
-            await self.send.sio.close_room(room_id)
+        await self.sessions.delete(self._room_id(request))
         return answer(DoneAnswer(message="Session deleted successfully"))
 
     async def list_for_user(self, request: web.Request) -> web.Response:
         user_id = request.match_info["userId"]
-        if len(user_id) > self.limits.max_user_id_length:
+        if len(user_id) > self.settings.max_user_id_length:
             raise InvalidPayload("userId in the path is too long")
         summaries = await self.sessions.sessions_of(user_id, limit=USER_SESSIONS_LIMIT)
         return answer(UserSessionsAnswer(sessions=[SummaryOut.of(s) for s in summaries]))
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _file_id(self, request: web.Request) -> str:
+        file_id = request.match_info["fileId"]
+        if len(file_id) > self.settings.max_file_id_length:
+            raise InvalidPayload("fileId in the path is too long")
+        return file_id
+
+    async def save_file(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        data = await self._json(request)
+        if isinstance(data, dict) and not (data.get("fileId") and data.get("name")):
+            return error_response(
+                400, "Missing required fields", "fileId and name are required"
+            )
+        body = parse(SaveFileBody, data, self.settings)
+        entry = FileEntry(
+            file_id=body.fileId,
+            name=body.name,
+            content=body.content or "",
+            mime=body.mime or "text/plain",
+            size=body.size or 0,
+            uploaded_by=body.uploadedBy or "anonymous",
+            uploader_name=body.uploaderName or "Anonymous",
+        )
+        await self.sessions.save_file(room_id, entry)
+        return answer(SavedFileAnswer(message="File saved successfully", fileId=body.fileId))
+
+    async def list_files(self, request: web.Request) -> web.Response:
+        files = await self.sessions.files(self._room_id(request))
+        return answer(FilesAnswer(files=[FileOut.of(f) for f in files]))
+
+    async def get_file(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        file = await self.sessions.file(room_id, self._file_id(request))
+        return answer(FileAnswer(file=FileOut.of(file)))
+
+    async def delete_file(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        await self.sessions.delete_file(room_id, self._file_id(request))
+        return answer(DoneAnswer(message="File deleted successfully"))

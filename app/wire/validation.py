@@ -6,9 +6,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import InvalidPayload
-from app.models import Limits
-from app.packets import Undecodable
+from app.config import Settings
+from app.domain.errors import InvalidPayload
+from app.wire.packets import Undecodable
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -20,12 +20,12 @@ def describe(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def parse(model: type[ModelT], data: object, limits: Limits) -> ModelT:
+def parse(model: type[ModelT], data: object, settings: Settings) -> ModelT:
     if isinstance(data, Undecodable):
         raise InvalidPayload("payload: malformed or too deeply nested JSON")
     if not isinstance(data, dict):
         raise InvalidPayload("payload: expected a JSON object")
     try:
-        return model.model_validate(data, context=limits)
+        return model.model_validate(data, context=settings)
     except ValidationError as error:
         raise InvalidPayload(describe(error)) from None

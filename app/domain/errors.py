@@ -50,3 +50,21 @@ class SessionExists(DomainError):
     code = "session_exists"
     status = 400
     title = "Session already exists"
+
+
+class LimitExceeded(DomainError):
+    code = "limit_exceeded"
+    status = 413
+    title = "Limit exceeded"
+
+
+class FileNotFound(DomainError):
+    code = "file_not_found"
+    status = 404
+    title = "File not found"
+
+
+class NotAllowed(DomainError):
+    code = "not_allowed"
+    status = 403
+    title = "Not allowed"

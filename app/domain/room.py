@@ -1,0 +1,471 @@
+"""One live room: members, texts (the code and the files), chat, whiteboard and call.
+
+Every method is synchronous: a read-check-mutate of room state never spans an `await`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.config import Settings
+from app.domain.errors import FileNotFound, LimitExceeded
+from app.domain.merge import Rebased, TextHistory
+from app.domain.sequencer import Sequencer
+from app.storage.records import (
+    MAIN_FILE_ID,
+    ChatRecord,
+    FileRecord,
+    Participant,
+    SessionRecord,
+)
+
+MAX_PARTICIPANTS = 500
+
+
+@dataclass(eq=False)
+class Member:
+    """A socket in the room, and what the server believes that socket's editor shows."""
+
+    sid: str
+    name: str
+    user_id: str | None
+    joined_at: datetime
+    address: str = "unknown"
+    uses_code: bool = False  # it sent `codeChange`: it reads `codeUpdate`
+    uses_files: bool = False  # it sent a file event: it reads `fileContentUpdate`
+    held: dict[str, str] = field(default_factory=dict)  # text id -> text it was last given
+    told: list[str] = field(default_factory=list)  # languages it was told and has not echoed
+    spoke_language: bool = False  # it has sent a languageChange
+
+    @property
+    def identity(self) -> str:
+        """Who this is across sockets: the app user id, else the name at one address."""
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        return f"guest:{self.name}@{self.address}"
+
+    def reads_code_updates(self, from_file_event: bool) -> bool:
+        """Whether it reads `codeUpdate`: it sent `codeChange`, or nothing tells it does not
+        and the change came as one (a room of one generation hears what the original sent)."""
+        return self.uses_code or (not self.uses_files and not from_file_event)
+
+    def reads_file_updates(self, from_file_event: bool) -> bool:
+        return self.uses_files or (not self.uses_code and from_file_event)
+
+
+@dataclass(eq=False)
+class Document:
+    """A text of the room with its merge history: the code (the main file) or another file."""
+
+    doc_id: str
+    history: TextHistory
+    name: str
+    uploaded_at: datetime
+    version: int = 0  # the room version of its last change
+    listed: bool = True  # one of the session's files (the main text is, once opened)
+    mime: str = "text/plain"
+    size: int = 0
+    uploaded_by: str | None = None
+    uploader_name: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.history.text
+
+    def record(self) -> FileRecord:
+        return FileRecord(
+            file_id=self.doc_id,
+            name=self.name,
+            content=self.text,
+            mime=self.mime,
+            size=self.size,
+            uploaded_by=self.uploaded_by,
+            uploader_name=self.uploader_name,
+            uploaded_at=self.uploaded_at,
+            version=self.version,
+        )
+
+
+@dataclass(frozen=True)
+class TextChange:
+    """What a text change did: the room text it produced and whether it was merged."""
+
+    doc: Document
+    version: int
+    sent: str  # the text the sender sent
+    merged: bool
+    reason: str | None
+    language_changed: bool
+
+    @property
+    def echo(self) -> bool:
+        """The room text differs from the sender's: the sender must be told."""
+        return self.doc.text != self.sent
+
+
+def _participant_key(user_id: str | None, name: str) -> str:
+    return f"user:{user_id}" if user_id is not None else f"name:{name}"
+
+
+class Room:
+    """The in-memory truth of a session while anyone uses it; the writer persists snapshots."""
+
+    def __init__(self, record: SessionRecord, settings: Settings) -> None:
+        self.settings = settings
+        self.room_id = record.room_id
+        self.language = record.language
+        self.version = record.version
+        self.creator_name = record.creator_name
+        self.creator_user_id = record.creator_user_id
+        self.created_at = record.created_at
+        self.last_activity = record.last_activity
+        self.expires_at = record.expires_at
+        self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
+        self.docs: dict[str, Document] = {}
+        self._load_docs(record)
+        self.active_file = record.active_file
+        self.whiteboard: Any = record.whiteboard
+        self.members: dict[str, Member] = {}
+        self.away: dict[str, Member] = {}  # dropped sockets whose departure is held
+        self.outbox: list[ChatRecord] = []  # chat accepted but not yet stored, in order
+        self.changes = 0  # grows with every mutation that must reach the store
+        self.saved_changes = 0
+        self.language_version = record.language_version  # for replays
+        self.sequencer = Sequencer(record.version)
+        self.call_active = False
+        self.call: dict[str, None] = {}  # call participants' socket ids, in order
+        # Versions above the stored one may have been handed out by a process that crashed
+        # before writing them: each load is a new epoch, in which they are handed out again.
+        self.epoch = uuid.uuid4().hex[:12]
+        self.loaded_version = record.version
+
+    def _history(self, text: str, version: int) -> TextHistory:
+        return TextHistory(
+            text,
+            version,
+            min_versions=self.settings.merge_history_versions,
+            min_seconds=self.settings.merge_history_seconds,
+        )
+
+    def _load_docs(self, record: SessionRecord) -> None:
+        files = {f.file_id: f for f in record.files}
+        main = files.pop(MAIN_FILE_ID, None)
+        self.docs[MAIN_FILE_ID] = Document(
+            doc_id=MAIN_FILE_ID,
+            history=self._history(record.code, record.version),
+            name=main.name if main else MAIN_FILE_ID,
+            uploaded_at=main.uploaded_at if main else record.created_at,
+            version=record.code_version,
+            listed=main is not None,
+        )
+        for f in files.values():
+            self.docs[f.file_id] = Document(
+                doc_id=f.file_id,
+                history=self._history(f.content, record.version),
+                name=f.name,
+                uploaded_at=f.uploaded_at,
+                version=f.version,
+                mime=f.mime,
+                size=f.size,
+                uploaded_by=f.uploaded_by,
+                uploader_name=f.uploader_name,
+            )
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def main(self) -> Document:
+        return self.docs[MAIN_FILE_ID]
+
+    @property
+    def code(self) -> str:
+        return self.main.text
+
+    @property
+    def code_version(self) -> int:
+        return self.main.version
+
+    @property
+    def needs_save(self) -> bool:
+        return self.changes > self.saved_changes or bool(self.outbox)
+
+    def files(self) -> Iterator[Document]:
+        return (doc for doc in self.docs.values() if doc.listed)
+
+    def touch(self, now: datetime) -> None:
+        self.last_activity = now
+        self.expires_at = now + self.settings.ttl
+        self.changes += 1
+
+    def _next_version(self) -> int:
+        self.version += 1
+        return self.version
+
+    # -- members ---------------------------------------------------------------------------
+
+    def add_member(
+        self, sid: str, name: str, user_id: str | None, address: str, now: datetime
+    ) -> Member:
+        member = Member(sid=sid, name=name, user_id=user_id, joined_at=now, address=address)
+        self.members[sid] = member
+        key = _participant_key(user_id, name)
+        known = self.participants.pop(key, None)
+        self.participants[key] = Participant(
+            user_id=user_id, name=name, joined_at=known.joined_at if known else now, last_seen=now
+        )
+        while len(self.participants) > MAX_PARTICIPANTS:
+            del self.participants[next(iter(self.participants))]
+        self.touch(now)
+        return member
+
+    def away_member(self, identity: str) -> Member | None:
+        return next((m for m in self.away.values() if m.identity == identity), None)
+
+    def present_twin(self, member: Member) -> Member | None:
+        """Another present socket of the same person (a reload whose new socket came first)."""
+        return next(
+            (m for m in self.members.values() if m is not member and m.identity == member.identity),
+            None,
+        )
+
+    def remove_member(self, sid: str, now: datetime) -> Member | None:
+        """Forget a socket, present or away; its participant entry keeps the time it left."""
+        member = self.members.pop(sid, None) or self.away.pop(sid, None)
+        if member is None:
+            return None
+        for doc in self.docs.values():
+            doc.history.forget(sid)
+        key = _participant_key(member.user_id, member.name)
+        if (known := self.participants.get(key)) is not None:
+            self.participants[key] = known.model_copy(update={"last_seen": now})
+        self.touch(now)
+        return member
+
+    def add_participants(self, participants: list[tuple[str | None, str]], now: datetime) -> None:
+        for user_id, name in participants:
+            key = _participant_key(user_id, name)
+            if key not in self.participants and len(self.participants) < MAX_PARTICIPANTS:
+                self.participants[key] = Participant(
+                    user_id=user_id, name=name, joined_at=now, last_seen=now
+                )
+        self.touch(now)
+
+    # -- texts -----------------------------------------------------------------------------
+
+    def _limit_of(self, doc_id: str) -> int:
+        if doc_id == MAIN_FILE_ID:
+            return self.settings.max_code_bytes
+        return self.settings.max_file_bytes
+
+    def _check_size(self, doc_id: str, text: str) -> None:
+        """Refuse a text over its limit, or one that would take the room's files over theirs."""
+        limit = self._limit_of(doc_id)
+        if len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+            raise LimitExceeded(f"{doc_id} would be larger than {limit} bytes")
+        total_limit = self.settings.max_room_files_bytes
+        others = [d.text for d in self.docs.values() if d.doc_id != doc_id]
+        if (len(text) + sum(map(len, others))) * 4 <= total_limit:
+            return
+        total = len(text.encode("utf-8")) + sum(len(t.encode("utf-8")) for t in others)
+        if total > total_limit:
+            raise LimitExceeded(f"the room's texts would be larger than {total_limit} bytes")
+
+    def doc(self, doc_id: str) -> Document:
+        doc = self.docs.get(doc_id)
+        if doc is None:
+            raise FileNotFound(f"No file {doc_id!r} in room {self.room_id}")
+        return doc
+
+    def _check_count(self) -> None:
+        if sum(1 for _ in self.files()) >= self.settings.max_files_per_room:
+            raise LimitExceeded(f"a room holds at most {self.settings.max_files_per_room} files")
+
+    def _new_doc(self, file_id: str, name: str, now: datetime) -> Document:
+        doc = Document(file_id, self._history("", self.version), name, now)
+        self.docs[file_id] = doc
+        return doc
+
+    def create_file(self, file_id: str, name: str, now: datetime) -> tuple[Document, bool]:
+        """The file, made (empty) if unknown; True when it was made or newly listed."""
+        doc = self.docs.get(file_id)
+        if doc is not None and doc.listed:
+            return doc, False
+        self._check_count()
+        version = self._next_version()
+        if doc is None:
+            doc = self._new_doc(file_id, name, now)
+            doc.version = version
+        else:  # the main text, opened as a file: its text is unchanged
+            doc.listed, doc.name, doc.uploaded_at = True, name, now
+        self.touch(now)
+        return doc, True
+
+    def rebase(
+        self, member: Member, doc: Document, text: str, base_version: int | None
+    ) -> Rebased:
+        """Work out, without changing anything, the room text this change produces."""
+        return doc.history.rebase(member.sid, text, base_version)
+
+    def apply_text(
+        self,
+        doc: Document,
+        rebased: Rebased,
+        sent: str,
+        language: str | None,
+        now: datetime,
+    ) -> TextChange | None:
+        """Make a rebased change the room text; None when it changes nothing."""
+        new_language = language if language and doc.doc_id == MAIN_FILE_ID else self.language
+        text_changed = rebased.text != doc.text
+        language_changed = new_language != self.language
+        if not text_changed and not language_changed:
+            return None
+        if text_changed:
+            self._check_size(doc.doc_id, rebased.text)
+        version = self._next_version()
+        doc.history.commit(rebased, version)
+        if text_changed:
+            doc.version = version
+        if language_changed:
+            self.language = new_language
+            self.language_version = version
+        self.touch(now)
+        return TextChange(doc, version, sent, rebased.merged, rebased.reason, language_changed)
+
+    def replace_text(self, doc: Document, text: str, now: datetime) -> bool:
+        """A whole new text from outside the room's merge (REST, an upload); True if changed."""
+        if text == doc.text:
+            return False
+        self._check_size(doc.doc_id, text)
+        version = self._next_version()
+        doc.history.advance(version, text)
+        doc.version = version
+        self.touch(now)
+        return True
+
+    def upload(
+        self,
+        file_id: str,
+        *,
+        name: str,
+        content: str,
+        mime: str,
+        size: int,
+        uploaded_by: str | None,
+        uploader_name: str | None,
+        now: datetime,
+    ) -> Document:
+        """Create or replace a whole file entry (the original's upsert by fileId)."""
+        doc = self.docs.get(file_id)
+        if doc is None or not doc.listed:
+            self._check_count()
+        self._check_size(file_id, content)
+        if doc is None:
+            doc = self._new_doc(file_id, name, now)
+        version = self._next_version()
+        if content != doc.text:
+            doc.history.advance(version, content)
+        doc.listed, doc.version = True, version
+        doc.name, doc.mime, doc.size = name, mime, size
+        doc.uploaded_by, doc.uploader_name, doc.uploaded_at = uploaded_by, uploader_name, now
+        self.touch(now)
+        return doc
+
+    def describe_file(
+        self,
+        doc: Document,
+        *,
+        name: str,
+        mime: str,
+        size: int,
+        uploaded_by: str | None,
+        uploader_name: str | None,
+        now: datetime,
+    ) -> None:
+        """Replace a file's description (the original's whole-entry upsert, text apart)."""
+        doc.name, doc.mime, doc.size = name, mime, size
+        doc.uploaded_by, doc.uploader_name, doc.uploaded_at = uploaded_by, uploader_name, now
+        doc.version = self._next_version()
+        self.touch(now)
+
+    def delete_file(self, file_id: str, now: datetime) -> Document:
+        """Remove a file; the main text is only taken off the list (it is the session's code)."""
+        doc = self.docs.get(file_id)
+        if doc is None or not doc.listed:
+            raise FileNotFound("No file found with this file ID")
+        if file_id == MAIN_FILE_ID:
+            doc.listed = False
+        else:
+            del self.docs[file_id]
+        if self.active_file == file_id:
+            self.active_file = None
+        self._next_version()
+        self.touch(now)
+        return doc
+
+    def set_language(self, language: str, now: datetime) -> bool:
+        if language == self.language:
+            return False
+        self.language_version = self._next_version()
+        self.language = language
+        self.touch(now)
+        return True
+
+    def set_active_file(self, file_id: str, now: datetime) -> None:
+        if self.active_file != file_id:
+            self.active_file = file_id
+            self.touch(now)
+
+    def set_whiteboard(self, snapshot: Any, now: datetime) -> None:
+        self.whiteboard = snapshot
+        self.touch(now)
+
+    # -- chat ------------------------------------------------------------------------------
+
+    def accept_chat(
+        self, member: Member, text: str, client_id: str | None, now: datetime
+    ) -> ChatRecord:
+        version = self._next_version()
+        self.touch(now)
+        message = ChatRecord(
+            room_id=self.room_id,
+            version=version,
+            id=client_id or uuid.uuid4().hex,
+            user_id=member.user_id,
+            user_name=member.name,
+            message=text,
+            timestamp=now,
+            expires_at=self.expires_at,
+        )
+        self.outbox.append(message)
+        return message
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def snapshot(self) -> SessionRecord:
+        return SessionRecord(
+            room_id=self.room_id,
+            code=self.code,
+            language=self.language,
+            version=self.version,
+            code_version=self.code_version,
+            language_version=self.language_version,
+            creator_name=self.creator_name,
+            creator_user_id=self.creator_user_id,
+            participants=tuple(self.participants.values()),
+            files=tuple(doc.record() for doc in self.files()),
+            active_file=self.active_file,
+            whiteboard=self.whiteboard,
+            created_at=self.created_at,
+            last_activity=self.last_activity,
+            expires_at=self.expires_at,
+        )
+
+    def mark_saved(self, changes: int, messages: int) -> None:
+        """The snapshot taken at `changes` mutations and the first `messages` chats are stored."""
+        self.saved_changes = max(self.saved_changes, changes)
+        del self.outbox[:messages]

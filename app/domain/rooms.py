@@ -1,0 +1,430 @@
+"""Live rooms: loading from the store, who is in them (presence), idle unloading, replays.
+
+Presence as people see it: a socket whose transport drops leaves `roomUsers` at once but its
+`userLeft` (and the stored departure) waits `RECONNECT_GRACE_SECONDS`; a socket of the same
+person (app user id, else name and address) joining within that time takes its place with no
+`userLeft` and no `userJoined`. A reload therefore never shows a phantom user, and a network
+drop never shows a departure and an arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.clock import utc_now
+from app.config import Settings
+from app.domain.errors import (
+    NotInRoom,
+    RoomFull,
+    SessionExpired,
+    SessionNotFound,
+    StoreUnavailable,
+)
+from app.domain.ports import Notifier
+from app.domain.room import Member, Room
+from app.domain.writer import DebouncedWriter
+from app.storage import SessionStore, StoreError
+from app.storage.records import (
+    DEFAULT_CODE,
+    DEFAULT_LANGUAGE,
+    ChatRecord,
+    SessionRecord,
+)
+from app.wire import outbound
+
+log = logging.getLogger(__name__)
+MAX_REPLAY = 1000  # chat messages replayed to one reconnecting client at the most
+A_USER = "A user"  # the name of a departed call participant nobody knows any more
+
+
+@dataclass(frozen=True)
+class Arrival:
+    room: Room
+    member: Member
+    repeated: bool  # the socket was already in this room
+    resumed: bool = False  # it took the place of a dropped socket of the same person
+
+
+@dataclass(frozen=True)
+class Missed:
+    """What a reconnecting client missed since the version it last saw."""
+
+    messages: list[ChatRecord]
+    docs: list[str]  # ids of the texts changed since
+    language_changed: bool
+
+
+def room_users(room: Room) -> list[outbound.Json]:
+    return [
+        outbound.user_entry(m.sid, m.name, m.user_id, m.joined_at) for m in room.members.values()
+    ]
+
+
+class Rooms:
+    """Every live room and which room each socket is in (one room per socket)."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        writer: DebouncedWriter,
+        settings: Settings,
+        notifier: Notifier,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.writer = writer
+        self.settings = settings
+        self.notifier = notifier
+        self.clock = clock
+        self.rooms: dict[str, Room] = {}
+        self.room_of: dict[str, str] = {}  # sid -> room_id, present and away sockets
+        self._loading: dict[str, asyncio.Future[Room | None]] = {}
+        self._joining: dict[str, asyncio.Future[None]] = {}
+        self._unload_timers: dict[str, asyncio.TimerHandle] = {}
+        self._grace_timers: dict[str, asyncio.TimerHandle] = {}  # sid of an away member
+        self._call_timers: dict[str, asyncio.TimerHandle] = {}  # sid of a dropped caller
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _new_record(self, room_id: str, now: datetime) -> SessionRecord:
+        return SessionRecord(
+            room_id=room_id,
+            code=DEFAULT_CODE,
+            language=DEFAULT_LANGUAGE,
+            created_at=now,
+            last_activity=now,
+            expires_at=now + self.settings.ttl,
+        )
+
+    async def load_record(self, room_id: str) -> SessionRecord | None:
+        """The stored session; None when absent; SessionExpired (and deleted) when expired."""
+        try:
+            record = await self.store.load(room_id)
+            if record is not None and record.expires_at <= self.clock():
+                await self.store.delete(room_id)
+                raise SessionExpired(f"Session {room_id} has expired")
+        except StoreError as error:
+            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
+        return record
+
+    async def _load(self, room_id: str) -> Room | None:
+        record = await self.load_record(room_id)
+        return None if record is None else Room(record, self.settings)
+
+    async def open(self, room_id: str, *, create: bool) -> Room:
+        """The live room, loading it once however many callers ask at the same time."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            loading = self._loading.get(room_id)
+            if loading is None:
+                loading = asyncio.ensure_future(self._load(room_id))
+                self._loading[room_id] = loading
+                loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+            try:
+                loaded = await asyncio.shield(loading)
+            except SessionExpired:
+                if not create:
+                    raise
+                loaded = None
+            room = self.rooms.get(room_id)  # another caller may have registered it meanwhile
+            if room is None:
+                if loaded is None:
+                    if not create:
+                        raise SessionNotFound(f"Session {room_id} not found")
+                    loaded = Room(self._new_record(room_id, self.clock()), self.settings)
+                    loaded.changes += 1  # a new session must reach the store
+                room = self.rooms[room_id] = loaded
+                self._schedule_unload(room)
+        return room
+
+    # -- joining ---------------------------------------------------------------------------
+
+    async def join(
+        self, sid: str, room_id: str, name: str, user_id: str | None, address: str
+    ) -> Arrival:
+        previous = self._joining.get(sid)
+        if previous is not None:
+            await asyncio.shield(previous)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._joining[sid] = done
+        try:
+            room = await self.open(room_id, create=True)
+            arrival = self._enter(sid, room, name, user_id, address)
+        finally:
+            done.set_result(None)
+            if self._joining.get(sid) is done:
+                del self._joining[sid]
+        self._announce_arrival(arrival)
+        return arrival
+
+    def _enter(
+        self, sid: str, room: Room, name: str, user_id: str | None, address: str
+    ) -> Arrival:
+        current = room.members.get(sid)
+        if current is not None:
+            current.name = name
+            return Arrival(room=room, member=current, repeated=True)
+        identity = Member(sid, name, user_id, self.clock(), address).identity
+        away = room.away_member(identity)
+        if away is None and len(room.members) >= self.settings.max_clients_per_room:
+            raise RoomFull(
+                f"Room {room.room_id} is full ({self.settings.max_clients_per_room} clients)"
+            )
+        self.leave(sid)  # a socket is in one room at a time
+        if away is not None:
+            self._forget_away(room, away)
+        member = room.add_member(sid, name, user_id, address, self.clock())
+        if away is not None:  # the same person, back: same entry, same editor dialect
+            member.joined_at = away.joined_at
+            member.uses_code, member.uses_files = away.uses_code, away.uses_files
+        self.room_of[sid] = room.room_id
+        self.notifier.enter(sid, room.room_id)
+        self._cancel_unload(room.room_id)
+        self.writer.changed(room)
+        return Arrival(room=room, member=member, repeated=False, resumed=away is not None)
+
+    def _announce_arrival(self, arrival: Arrival) -> None:
+        room, member = arrival.room, arrival.member
+        send = self.notifier
+        if room.call_active:
+            send.send([member.sid], "callActiveInRoom", outbound.room_only(room.room_id))
+        if room.call:
+            count = outbound.call_count(room.room_id, len(room.call))
+            send.send([member.sid], "callParticipantsCount", count)
+        if arrival.repeated:
+            send.send([member.sid], "roomUsers", room_users(room))
+            return
+        send.broadcast(room.room_id, "roomUsers", room_users(room))
+        if not arrival.resumed:
+            joined = outbound.user_joined(member.sid, member.name)
+            send.broadcast(room.room_id, "userJoined", joined, skip=member.sid)
+
+    async def member(self, sid: str, room_id: str) -> tuple[Room, Member]:
+        """The sender's room and membership; waits for a join still loading its room."""
+        joining = self._joining.get(sid)
+        if joining is not None:
+            await asyncio.shield(joining)
+        room = self.rooms.get(room_id) if self.room_of.get(sid) == room_id else None
+        member = room.members.get(sid) if room else None
+        if room is None or member is None:
+            raise NotInRoom(f"You have not joined room {room_id}")
+        return room, member
+
+    def room_of_socket(self, sid: str) -> tuple[Room, Member] | None:
+        room = self.rooms.get(self.room_of.get(sid, ""))
+        member = room.members.get(sid) if room else None
+        return (room, member) if room is not None and member is not None else None
+
+    # -- leaving ---------------------------------------------------------------------------
+
+    def leave(self, sid: str, reason: str | None = None) -> None:
+        """The socket leaves its room now (deliberately, or its grace is over)."""
+        self._cancel(self._grace_timers, sid)
+        room = self.rooms.get(self.room_of.pop(sid, ""))
+        if room is None:
+            return
+        present = sid in room.members
+        member = room.remove_member(sid, self.clock())
+        if member is None:
+            return
+        self.notifier.leave(sid, room.room_id)
+        self._left(room)
+        send = self.notifier
+        if present:
+            send.broadcast(room.room_id, "roomUsers", room_users(room))
+        send.broadcast(room.room_id, "userLeft", outbound.user_left(member.sid, member.name))
+        self.leave_call(room, member, reason)
+
+    def disconnect(self, sid: str, *, temporary: bool) -> None:
+        """A socket closed. Deliberately: it leaves now. Dropped: it leaves `roomUsers` now and
+        the room hears `userLeft` only if nobody takes its place within the grace delay."""
+        found = self.room_of_socket(sid)
+        if not temporary or found is None:
+            self.leave(sid)
+            return
+        room, member = found
+        if sid in room.call:
+            self._start_call_timer(room, sid, member.name)
+        if room.present_twin(member) is not None:
+            self._forget_away(room, member)  # its reload already joined: no departure at all
+            self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+            return
+        payload = outbound.who(sid, member.name)
+        if self.settings.reconnect_grace_seconds <= 0:
+            if sid in room.call:
+                self.notifier.broadcast(room.room_id, "userTemporarilyDisconnected", payload)
+            self.leave(sid)
+            return
+        del room.members[sid]
+        room.away[sid] = member
+        self.notifier.leave(sid, room.room_id)
+        self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+        self.notifier.broadcast(room.room_id, "userTemporarilyDisconnected", payload)
+        loop = asyncio.get_running_loop()
+        self._grace_timers[sid] = loop.call_later(
+            self.settings.reconnect_grace_seconds, self.leave, sid, "timeout"
+        )
+
+    def _forget_away(self, room: Room, member: Member) -> None:
+        """Drop a socket its person's new socket replaces: no departure is heard."""
+        self._cancel(self._grace_timers, member.sid)
+        self.room_of.pop(member.sid, None)
+        room.members.pop(member.sid, None)
+        room.away.pop(member.sid, None)
+        for doc in room.docs.values():
+            doc.history.forget(member.sid)
+
+    def _left(self, room: Room) -> None:
+        if room.members:
+            self.writer.changed(room)
+        else:
+            # The last one out: write at once, keep the room warm for a quick return.
+            self.writer.write_soon(room)
+            self._schedule_unload(room)
+
+    # -- calls: who leaves them --------------------------------------------------------------
+
+    def _start_call_timer(self, room: Room, sid: str, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._cancel(self._call_timers, sid)
+        self._call_timers[sid] = loop.call_later(
+            self.settings.call_reconnect_seconds, self._call_timeout, room.room_id, sid, name
+        )
+
+    def _call_timeout(self, room_id: str, sid: str, name: str) -> None:
+        self._call_timers.pop(sid, None)
+        room = self.rooms.get(room_id)
+        if room is None or sid not in room.call:
+            return
+        del room.call[sid]
+        payload = outbound.left_call(sid, name or A_USER, reason="timeout")
+        self.notifier.broadcast(room_id, "userLeftCall", payload)
+        if not room.call:
+            room.call_active = False
+
+    def leave_call(self, room: Room, member: Member, reason: str | None) -> None:
+        """A member that left the room leaves its call too (the original kept it forever)."""
+        self._cancel(self._call_timers, member.sid)
+        if not room.call_active or member.sid not in room.call:
+            return
+        room.call.pop(member.sid, None)
+        self.end_call_if_empty(room)
+        if room.call:
+            count = outbound.call_count(room.room_id, len(room.call))
+            self.notifier.broadcast(room.room_id, "callParticipantsCount", count)
+        payload = outbound.left_call(member.sid, member.name, reason)
+        self.notifier.broadcast(room.room_id, "userLeftCall", payload, skip=member.sid)
+
+    @staticmethod
+    def end_call_if_empty(room: Room) -> None:
+        if not room.call:
+            room.call_active = False
+
+    # -- idle unload ---------------------------------------------------------------------------
+
+    def _schedule_unload(self, room: Room) -> None:
+        if room.members or room.away or room.room_id in self._unload_timers:
+            return
+        loop = asyncio.get_running_loop()
+        self._unload_timers[room.room_id] = loop.call_later(
+            self.settings.room_idle_seconds, self._unload, room.room_id
+        )
+
+    def _cancel_unload(self, room_id: str) -> None:
+        self._cancel(self._unload_timers, room_id)
+
+    @staticmethod
+    def _cancel(timers: dict[str, asyncio.TimerHandle], key: str) -> None:
+        timer = timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _unload(self, room_id: str) -> None:
+        self._unload_timers.pop(room_id, None)
+        room = self.rooms.get(room_id)
+        if room is None or room.members or room.away:
+            return
+        if room.needs_save:
+            # Not stored yet (store down): keep it in memory and look again later.
+            self.writer.write_soon(room)
+            self._schedule_unload(room)
+            return
+        del self.rooms[room_id]
+
+    def close(self) -> None:
+        """Stop every timer; away members leave now (their rooms then write at once)."""
+        for sid in list(self._grace_timers):
+            self.leave(sid)
+        for timers in (self._unload_timers, self._call_timers):
+            for timer in timers.values():
+                timer.cancel()
+            timers.clear()
+
+    def counts(self) -> dict[str, int]:
+        """How many rooms, sockets, timers and tasks are held (for metrics and leak tests)."""
+        return {
+            "rooms": len(self.rooms),
+            "sockets": len(self.room_of),
+            "unload_timers": len(self._unload_timers),
+            "grace_timers": len(self._grace_timers),
+            "call_timers": len(self._call_timers),
+            "loading": len(self._loading),
+            "pending_writes": self.writer.pending_rooms(),
+        }
+
+    # -- reconnects ------------------------------------------------------------------------------
+
+    async def missed(self, room: Room, last_seen: int, epoch: str | None) -> Missed:
+        """Chat after `last_seen` (oldest first) and which texts and whether the language changed.
+
+        A version seen in another epoch (or above the room's) may have been lost in a crash
+        and handed out again: replay from what was stored, with every text and the language."""
+        lost = (epoch is not None and epoch != room.epoch) or last_seen > room.version
+        if lost:
+            last_seen = min(last_seen, room.loaded_version)
+        messages: list[ChatRecord] = []
+        before: int | None = None
+        while len(messages) < MAX_REPLAY:
+            try:
+                page = await self.store.list_messages(room.room_id, before=before, limit=200)
+            except StoreError:
+                page = []  # the outbox below still holds what is not stored
+            newer = [m for m in page if m.version > last_seen]
+            messages[:0] = newer
+            if len(newer) < len(page) or len(page) < 200:
+                break
+            before = page[0].version
+        known = {m.version for m in messages}
+        messages += [m for m in room.outbox if m.version > last_seen and m.version not in known]
+        messages.sort(key=lambda m: m.version)
+        docs = [
+            doc.doc_id for doc in room.docs.values() if lost or doc.version > last_seen
+        ]
+        return Missed(
+            messages=messages[-MAX_REPLAY:],
+            docs=docs,
+            language_changed=lost or room.language_version > last_seen,
+        )
+
+    # -- used by sessions (REST) -------------------------------------------------------------
+
+    def detach(self, room_id: str) -> Room | None:
+        """Take a live room out of memory (its session is being deleted)."""
+        room = self.rooms.pop(room_id, None)
+        self._cancel_unload(room_id)
+        if room is not None:
+            for sid in [*room.members, *room.away]:
+                self.room_of.pop(sid, None)
+                self._cancel(self._grace_timers, sid)
+        return room
+
+    def reattach(self, room: Room) -> None:
+        """Put back a room whose deletion failed: nothing is lost."""
+        self.rooms[room.room_id] = room
+        for sid in room.members:
+            self.room_of[sid] = room.room_id
+        self._schedule_unload(room)

@@ -1,0 +1,89 @@
+"""What the stores keep: pydantic records in, pydantic records out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+DEFAULT_CODE = "// Start coding here...\n"
+DEFAULT_LANGUAGE = "javascript"
+# The room's code is also its first file, under the name the current client opens first: both
+# client generations then edit one text (`codeChange` and `changeFile` of "main.js").
+MAIN_FILE_ID = "main.js"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Participant(Record):
+    user_id: str | None
+    name: str
+    joined_at: datetime
+    last_seen: datetime
+
+
+class FileRecord(Record):
+    """A file of a session. The main file's content is the session's code, kept once."""
+
+    file_id: str
+    name: str
+    content: str = ""
+    mime: str = "text/plain"
+    size: int = 0
+    uploaded_by: str | None = None
+    uploader_name: str | None = None
+    uploaded_at: datetime
+    version: int = 0  # the room version of its last change
+
+
+class SessionRecord(Record):
+    """A room's persisted state; `version` guards writes (newer never overwritten by older)."""
+
+    room_id: str
+    code: str = DEFAULT_CODE
+    language: str = DEFAULT_LANGUAGE
+    version: int = 0
+    code_version: int = 0  # the versions of the last code and language change
+    language_version: int = 0
+    creator_name: str | None = None
+    creator_user_id: str | None = None
+    participants: tuple[Participant, ...] = ()
+    files: tuple[FileRecord, ...] = ()
+    active_file: str | None = None
+    whiteboard: Any = None  # the latest whiteboard snapshot, any JSON value
+    created_at: datetime
+    last_activity: datetime
+    expires_at: datetime
+
+    @property
+    def user_ids(self) -> list[str]:
+        """App user ids that may list this session: the creator and every participant."""
+        ids = [self.creator_user_id] + [p.user_id for p in self.participants]
+        return sorted({user_id for user_id in ids if user_id})
+
+
+class ChatRecord(Record):
+    """One stored chat message; `version` is the room version it was accepted at."""
+
+    room_id: str
+    version: int
+    id: str
+    user_id: str | None
+    user_name: str
+    message: str
+    timestamp: datetime
+    expires_at: datetime
+
+
+class SessionSummary(Record):
+    room_id: str
+    creator_name: str | None
+    participant_count: int
+    language: str
+    created_at: datetime
+    expires_at: datetime
+    last_activity: datetime
+    file_count: int = 0

@@ -1,0 +1,39 @@
+"""The one thing that emits: the domain's Notifier, delivering through the broadcast manager."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from app.transport.broadcast import NAMESPACE, BroadcastManager
+
+
+class SocketNotifier:
+    """Single-process delivery: every socket is one of this process's."""
+
+    def __init__(self, manager: BroadcastManager) -> None:
+        self.manager = manager
+        self.sent: dict[str, int] = {}  # deliveries by event name (metrics)
+
+    def _count(self, event: str, deliveries: int) -> None:
+        self.sent[event] = self.sent.get(event, 0) + deliveries
+
+    def send(
+        self, sids: Iterable[str], event: str, *args: object, replaces: str | None = None
+    ) -> None:
+        recipients = list(sids)
+        self._count(event, len(recipients))
+        key = (NAMESPACE, replaces, event) if replaces is not None else None
+        self.manager.send_now(event, args, recipients, key)
+
+    def broadcast(self, group: str, event: str, *args: object, skip: str | None = None) -> None:
+        self._count(event, 1)
+        self.manager.broadcast_now(event, args, group, () if skip is None else (skip,))
+
+    def enter(self, sid: str, group: str) -> None:
+        if self.manager.is_connected(sid, NAMESPACE):
+            self.manager.basic_enter_room(sid, NAMESPACE, group)
+
+    def leave(self, sid: str, group: str) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # the socket may be gone already
+            self.manager.basic_leave_room(sid, NAMESPACE, group)

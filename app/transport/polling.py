@@ -1,0 +1,41 @@
+"""Long-polling request bodies read whole: python-engineio reads a POST body with a single
+`read(length)`, which aiohttp may answer short for bodies of a few hundred KB, so a legal
+event over polling could arrive cut (and be refused as malformed JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import StreamReader
+
+
+class WholeBody:
+    """`wsgi.input` whose `read(n)` returns n bytes, or all there is before the end."""
+
+    def __init__(self, content: StreamReader) -> None:
+        self.content = content
+
+    async def read(self, length: int = -1) -> bytes:
+        if length < 0:
+            return await self.content.read()
+        chunks: list[bytes] = []
+        remaining = length
+        while remaining > 0:
+            chunk = await self.content.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+
+def whole_bodies(translate: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    """Wrap engineio's aiohttp `translate_request` so the body is read whole."""
+
+    def translate_request(request: Any) -> dict[str, Any]:
+        environ = translate(request)
+        environ["wsgi.input"] = WholeBody(request.content)
+        return environ
+
+    return translate_request

@@ -1,0 +1,327 @@
+"""Socket.IO handlers, registered from the event catalog: validate, throttle, call the domain.
+
+Each handler receives its validated payload and answers an acknowledgement (`{ok: true, ...}`
+or `{ok: false, error}` with an `error` event); emitting is the notifier's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.domain.calls import Calls, Meetings
+from app.domain.editing import Editing, Upload
+from app.domain.errors import DomainError, NotInRoom
+from app.domain.rooms import Rooms
+from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
+from app.storage.records import MAIN_FILE_ID
+from app.transport.notifier import SocketNotifier
+from app.wire import inbound as m
+from app.wire import outbound
+from app.wire.catalog import EVENTS, Event, Relay
+from app.wire.validation import parse
+
+log = logging.getLogger(__name__)
+Json = dict[str, Any]
+Handler = Callable[[str, Any], Awaitable[Json | None]]
+TEMPORARY_REASONS = ("ping timeout", "transport close", "transport error")
+
+
+def _offset_from_auth(auth: object) -> m.ReconnectOffset | None:
+    if not isinstance(auth, dict):
+        return None
+    try:
+        return m.ReconnectOffset.model_validate(auth)
+    except ValidationError:
+        return None
+
+
+class SocketEvents:
+    """The transport of every client event of the catalog."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        settings: Settings,
+        guard: ConnectionGuard,
+        notifier: SocketNotifier,
+        rooms: Rooms,
+        editing: Editing,
+        calls: Calls,
+        meetings: Meetings,
+    ) -> None:
+        self.sio = sio
+        self.settings = settings
+        self.guard = guard
+        self.notifier = notifier
+        self.rooms = rooms
+        self.editing = editing
+        self.calls = calls
+        self.meetings = meetings
+        self.offsets: dict[str, m.ReconnectOffset] = {}  # from the connection's `auth`
+        self.throttles: dict[str, ConnectionThrottle] = {}
+        self.addresses: dict[str, str] = {}
+        self.received: Counter[str] = Counter()  # events by name (metrics)
+        self.unknown: Counter[str] = Counter()  # events nobody serves, by name
+
+    def register(self) -> None:
+        rates = self.settings.event_rates()
+        for event in EVENTS:
+            if event.family not in rates:
+                raise ValueError(f"event {event.name!r}: no rate for family {event.family!r}")
+            if event.relay is not None:
+                handler = self._relay(event.relay)
+            else:
+                handler = getattr(self, f"on_{event.handler}")
+            self.sio.on(event.name, self._guarded(event, handler))
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("*", self.on_unknown)
+
+    def _guarded(self, event: Event, handler: Handler) -> Callable[..., Awaitable[Json | None]]:
+        name = event.name
+
+        async def handle(sid: str, *args: object) -> Json | None:
+            self.received[name] += 1
+            throttle = self.throttles.get(sid)
+            if throttle is not None:
+                verdict = await throttle.admit(event.family)
+                if verdict is not Verdict.ALLOW:
+                    return await self._throttled(sid, event, verdict)
+            data = dict(zip(event.args, args, strict=False)) if event.args else (
+                args[0] if args else None
+            )
+            try:
+                return await handler(sid, parse(event.model, data, self.settings))
+            except DomainError as error:
+                return self._refuse(sid, name, error.code, error.message)
+            except Exception:
+                log.exception("%s from %s failed", name, sid)
+                return self._refuse(sid, name, "internal_error", "The server failed")
+
+        return handle
+
+    async def _throttled(self, sid: str, event: Event, verdict: Verdict) -> Json:
+        message = f"Too many {event.family} events; slow down"
+        if verdict is Verdict.DISCONNECT:
+            self._refuse(sid, event.name, "flooding", "Still flooding; disconnecting")
+            await self.sio.disconnect(sid)
+        elif verdict is Verdict.WARN:
+            return self._refuse(sid, event.name, "rate_limited", message)
+        return outbound.refusal("rate_limited", message)
+
+    def _refuse(self, sid: str, event: str, code: str, message: str) -> Json:
+        self.notifier.send([sid], "error", outbound.error(event, code, message))
+        return outbound.refusal(code, message)
+
+    def _relay(self, relay: Relay) -> Handler:
+        async def handle(sid: str, payload: m.RoomEvent) -> Json:
+            room, member = await self.rooms.member(sid, payload.roomId)
+            data = relay.build(payload, sid, member.name)
+            skip = sid if relay.to == "others" else None
+            self.notifier.broadcast(room.room_id, relay.event, data, skip=skip)
+            return {"ok": True}
+
+        return handle
+
+    async def on_unknown(self, event: str, sid: str, *args: object) -> None:
+        self.unknown[event[:64]] += 1
+        log.debug("unknown event %r from %s ignored", event[:64], sid)
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        request = environ.get("aiohttp.request")
+        address = self.guard.address_of(request)
+        refusal = await self.guard.limits.connect(address)
+        if refusal is not None:
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
+        self.addresses[sid] = address
+        self.throttles[sid] = self.guard.throttle()
+        offset = _offset_from_auth(auth)
+        if offset is not None:
+            self.offsets[sid] = offset
+
+    async def on_disconnect(self, sid: str, reason: object = None) -> None:
+        self.offsets.pop(sid, None)
+        self.throttles.pop(sid, None)
+        address = self.addresses.pop(sid, None)
+        if address is not None:
+            self.guard.limits.disconnect(address)
+        self.meetings.leave(sid)
+        self.rooms.disconnect(sid, temporary=reason in TEMPORARY_REASONS)
+
+    # -- the room --------------------------------------------------------------------------
+
+    async def on_join_room(self, sid: str, p: m.JoinRoom) -> Json:
+        address = self.addresses.get(sid, "unknown")
+        arrival = await self.rooms.join(sid, p.roomId, p.userName, p.userId, address)
+        room = arrival.room
+        seen = self._last_seen(sid, p)
+        if seen is not None:
+            await self.editing.replay(room, arrival.member, *seen)
+        return {
+            "ok": True,
+            "version": room.version,
+            "epoch": room.epoch,
+            "code": room.code,
+            "language": room.language,
+        }
+
+    def _last_seen(self, sid: str, p: m.JoinRoom) -> tuple[int, str | None] | None:
+        """The version (and its epoch) a rejoining client saw: from joinRoom, else from auth."""
+        offset = self.offsets.pop(sid, None)
+        if p.lastSeenVersion is not None:
+            return p.lastSeenVersion, p.epoch
+        if offset is not None and offset.roomId == p.roomId:
+            return offset.offset, offset.epoch
+        return None
+
+    async def on_leave_room(self, sid: str, p: m.RoomEvent) -> Json:
+        # Leaving a room one is not in changes nothing (the socket stays where it is).
+        if self.rooms.room_of.get(sid) == p.roomId:
+            self.rooms.leave(sid)
+        return {"ok": True}
+
+    async def on_request_code_state(self, sid: str, p: m.RoomEvent) -> Json:
+        await self.editing.request_code_state(sid, p.roomId)
+        return {"ok": True}
+
+    async def on_send_code_state(self, sid: str, p: m.SendCodeState) -> Json:
+        room, _ = await self.rooms.member(sid, p.roomId)
+        target = room.members.get(p.targetUserId)
+        if target is None:
+            raise NotInRoom("targetUserId is not a socket in your room")
+        # The room's own text, not the peer's: it is the authority (and the peer's editor may
+        # show another file, or be behind).
+        self.editing.send_code_state(room, target)
+        return {"ok": True}
+
+    async def on_code_change(self, sid: str, p: m.CodeChange) -> Json:
+        answer = await self.editing.change_text(
+            sid, p.roomId, MAIN_FILE_ID, p.code, p.baseVersion, p.language
+        )
+        return self._text_answer(answer, p.baseVersion is not None, "code")
+
+    @staticmethod
+    def _text_answer(answer: Any, merging: bool, key: str) -> Json:
+        reply: Json = {"ok": True, "version": answer.version}
+        if answer.text is not None:
+            reply[key] = answer.text
+        if merging:
+            reply["merged"] = answer.merged
+            if answer.reason:
+                reply["reason"] = answer.reason
+        return reply
+
+    async def on_language_change(self, sid: str, p: m.LanguageChange) -> Json:
+        version = await self.editing.change_language(sid, p.roomId, p.language)
+        return {"ok": True, "version": version}
+
+    async def on_chat_message(self, sid: str, p: m.ChatMessage) -> Json:
+        message = await self.editing.chat(sid, p.roomId, p.text, p.client_id)
+        return {"ok": True, "version": message.version, "id": message.id}
+
+    # -- files -----------------------------------------------------------------------------
+
+    async def on_open_file(self, sid: str, p: m.OpenFile) -> Json:
+        version = await self.editing.open_file(sid, p.roomId, p.fileId, p.name)
+        return {"ok": True, "version": version}
+
+    async def on_change_file(self, sid: str, p: m.ChangeFile) -> Json:
+        answer = await self.editing.change_text(
+            sid, p.roomId, p.fileId, p.content, p.baseVersion, as_file=True
+        )
+        return self._text_answer(answer, p.baseVersion is not None, "content")
+
+    async def on_request_file(self, sid: str, p: m.FileEvent) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        member.uses_files = True
+        self.editing.request_file(room, member, p.fileId)
+        return {"ok": True}
+
+    async def on_set_active_file(self, sid: str, p: m.FileEvent) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        member.uses_files = True
+        self.editing.set_active_file(room, p.fileId)
+        return {"ok": True}
+
+    async def on_upload_file(self, sid: str, p: m.UploadFile) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        member.uses_files = True
+        doc = self.editing.upload(
+            room,
+            Upload(
+                file_id=p.fileId,
+                name=p.name or p.fileId,
+                content=p.content or "",
+                mime=p.mime or "text/plain",
+                size=p.size or 0,
+                uploaded_by=p.uploadedBy or member.user_id,
+                uploader_name=p.uploaderName or member.name,
+                source=p.source or "upload",
+            ),
+        )
+        return {"ok": True, "version": doc.version}
+
+    # -- whiteboard ------------------------------------------------------------------------
+
+    async def on_whiteboard_change(self, sid: str, p: m.WhiteboardChange) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        self.editing.change_whiteboard(room, member, p.snapshot)
+        return {"ok": True}
+
+    # -- calls in the editor -----------------------------------------------------------------
+
+    async def on_ready_for_call(self, sid: str, p: m.ReadyForCall) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        self.calls.ready(room, member, p.isReconnecting)
+        return {"ok": True}
+
+    async def on_webrtc_offer(self, sid: str, p: m.WebrtcOffer) -> Json:
+        return await self._signal(sid, p, "offer", p.offer)
+
+    async def on_webrtc_answer(self, sid: str, p: m.WebrtcAnswer) -> Json:
+        return await self._signal(sid, p, "answer", p.answer)
+
+    async def on_ice_candidate(self, sid: str, p: m.IceCandidate) -> Json:
+        return await self._signal(sid, p, "candidate", p.candidate)
+
+    async def _signal(self, sid: str, p: m.Targeted, kind: str, value: Any) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        self.calls.signal(room, member, p.to, kind, value)
+        return {"ok": True}
+
+    async def on_left_call(self, sid: str, p: m.RoomEvent) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        self.calls.leave(room, member)
+        return {"ok": True}
+
+    async def on_call_status(self, sid: str, p: m.RoomEvent) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        self.calls.status(room, member)
+        return {"ok": True}
+
+    async def on_track_ended(self, sid: str, p: m.MediaTrackEnded) -> Json:
+        await self.rooms.member(sid, p.roomId)  # accepted; the original served nothing either
+        return {"ok": True}
+
+    # -- the meeting page ------------------------------------------------------------------
+
+    async def on_join_call(self, sid: str, p: m.JoinCall) -> Json:
+        self.meetings.join(sid, p.roomId)
+        return {"ok": True}
+
+    async def on_meeting_signal(self, sid: str, p: m.MeetingSignal) -> Json:
+        self.meetings.signal(sid, p.to, p.message)
+        return {"ok": True}
+
+    async def on_meeting_chat(self, sid: str, p: m.MeetingChat) -> Json:
+        self.meetings.chat(sid, p.data, p.sender)
+        return {"ok": True}

@@ -1,0 +1,320 @@
+"""Pydantic models of everything clients send: event payloads and REST bodies.
+
+Limits come from `Settings`, given as the validation context (the defaults without one).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+)
+
+from app.config import Settings, default_settings
+
+ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+LANGUAGE_PATTERN = re.compile(r"[A-Za-z0-9+#._-]{1,32}")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NUMBER = 2**53  # the largest integer a JavaScript client can send exactly
+
+
+def limits(info: ValidationInfo) -> Settings:
+    context = info.context
+    return context if isinstance(context, Settings) else default_settings()
+
+
+def _valid_unicode(value: str) -> str:
+    # Python strings decoded from JSON may hold lone surrogates, which no store can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text contains a lone surrogate") from None
+    return value
+
+
+def _room_id(value: str, info: ValidationInfo) -> str:
+    limit = limits(info).max_room_id_length
+    if len(value) > limit or not ROOM_ID_PATTERN.fullmatch(value):
+        raise ValueError(f"roomId must be 1-{limit} characters of A-Z, a-z, 0-9, _ or -")
+    return value
+
+
+def _max_chars(setting: str, what: str) -> Any:
+    def check(value: str, info: ValidationInfo) -> str:
+        limit = getattr(limits(info), setting)
+        if len(value) > limit:
+            raise ValueError(f"{what} is longer than {limit} characters")
+        return value
+
+    return AfterValidator(check)
+
+
+def _max_utf8(setting: str, what: str) -> Any:
+    def check(value: str, info: ValidationInfo) -> str:
+        limit = getattr(limits(info), setting)
+        # Cheap bound first: a string of n code points has at most 4n UTF-8 bytes.
+        if len(value) * 4 > limit and len(value.encode("utf-8")) > limit:
+            raise ValueError(f"{what} is larger than {limit} bytes")
+        return value
+
+    return AfterValidator(check)
+
+
+def _max_json(setting: str, what: str) -> Any:
+    def check(value: Any, info: ValidationInfo) -> Any:
+        limit = getattr(limits(info), setting)
+        try:
+            size = len(orjson.dumps(value))
+        except (TypeError, orjson.JSONEncodeError):
+            raise ValueError(f"{what} must be a JSON value") from None
+        if size > limit:
+            raise ValueError(f"{what} is larger than {limit} bytes serialized")
+        return value
+
+    return AfterValidator(check)
+
+
+def _file_id(value: str, info: ValidationInfo) -> str:
+    limit = limits(info).max_file_id_length
+    if not value.strip() or len(value) > limit or CONTROL_CHARACTERS.search(value):
+        raise ValueError(f"fileId must be 1-{limit} characters, not blank, no control characters")
+    return value
+
+
+def _language(value: str) -> str:
+    if not LANGUAGE_PATTERN.fullmatch(value):
+        raise ValueError("language must be 1-32 characters of A-Z, a-z, 0-9, +, #, ., _ or -")
+    return value
+
+
+def _null_as_empty(value: object) -> object:
+    return "" if value is None else value
+
+
+Text = Annotated[StrictStr, AfterValidator(_valid_unicode)]
+RoomId = Annotated[
+    StrictStr,
+    AfterValidator(_room_id),
+    Field(json_schema_extra={"pattern": "^[A-Za-z0-9_-]{1,64}$"}),
+]
+UserName = Annotated[Text, _max_chars("max_user_name_length", "userName")]
+UserId = Annotated[Text, _max_chars("max_user_id_length", "userId")]
+Code = Annotated[Text, _max_utf8("max_code_bytes", "code")]
+FileText = Annotated[Text, _max_utf8("max_file_bytes", "content")]
+ChatText = Annotated[Text, _max_chars("max_chat_length", "message")]
+FileId = Annotated[Text, AfterValidator(_file_id)]
+FileName = Annotated[Text, Field(min_length=1), _max_chars("max_file_id_length", "name")]
+Language = Annotated[
+    StrictStr,
+    AfterValidator(_language),
+    Field(json_schema_extra={"pattern": "^[A-Za-z0-9+#._-]{1,32}$"}),
+]
+Version = Annotated[StrictInt, Field(ge=0, le=MAX_NUMBER)]
+SocketId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+ShortText = Annotated[Text, Field(max_length=255)]
+Epoch = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Number = Annotated[StrictInt | StrictFloat, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)]
+Cursor = Annotated[Any, _max_json("max_cursor_bytes", "position")]
+Signal = Annotated[Any, _max_json("max_signal_bytes", "signal")]
+Whiteboard = Annotated[Any, _max_json("max_whiteboard_bytes", "snapshot")]
+
+
+class Payload(BaseModel):
+    """Base of every incoming payload: strict types, unknown keys ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class RoomEvent(Payload):
+    roomId: RoomId
+
+
+# -- the room and its code -----------------------------------------------------------------
+
+
+class JoinRoom(RoomEvent):
+    userName: Annotated[UserName, BeforeValidator(_null_as_empty)] = ""
+    userId: UserId | None = None
+    lastSeenVersion: Version | None = None
+    epoch: Epoch | None = None
+
+
+class ReconnectOffset(RoomEvent):
+    """Socket.IO `auth` of a reconnecting client: the highest version it saw in `roomId`."""
+
+    offset: Version
+    epoch: Epoch | None = None
+
+
+class SendCodeState(RoomEvent):
+    code: Code
+    language: Language | None = None
+    targetUserId: SocketId
+
+
+class CodeChange(RoomEvent):
+    code: Code
+    language: Language | None = None
+    baseVersion: Version | None = None
+
+
+class LanguageChange(RoomEvent):
+    language: Language
+
+
+class CursorMove(RoomEvent):
+    position: Cursor  # required: a move without a position says nothing
+
+
+class ChatMessageBody(Payload):
+    """The object form of a chat message; the server keeps only `id` and `message`."""
+
+    id: Annotated[StrictStr, Field(max_length=128)] | Version | None = None
+    message: ChatText
+
+
+class ChatMessage(RoomEvent):
+    message: ChatText | ChatMessageBody
+
+    @property
+    def text(self) -> str:
+        return self.message if isinstance(self.message, str) else self.message.message
+
+    @property
+    def client_id(self) -> str | None:
+        if isinstance(self.message, str) or self.message.id is None:
+            return None
+        return str(self.message.id)
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+class FileEvent(RoomEvent):
+    fileId: FileId
+
+
+class OpenFile(FileEvent):
+    name: Annotated[FileName | None, BeforeValidator(lambda v: v or None)] = None
+
+
+class ChangeFile(FileEvent):
+    content: FileText
+    baseVersion: Version | None = None  # extension; the client's own `version` is ignored
+
+
+class UploadFile(FileEvent):
+    name: Annotated[FileName | None, BeforeValidator(lambda v: v or None)] = None
+    mime: ShortText | None = None
+    size: Version | None = None
+    content: FileText | None = None
+    uploadedBy: UserId | None = None
+    uploaderName: UserName | None = None
+    source: Annotated[Text, Field(max_length=64)] | None = None
+    metadata: Signal = None  # validated for size, then dropped (as the original did)
+
+
+# -- whiteboard, calls, screen share, hands ---------------------------------------------------
+
+
+class WhiteboardChange(RoomEvent):
+    snapshot: Whiteboard
+
+
+class ReadyForCall(RoomEvent):
+    isReconnecting: StrictBool = False
+
+
+class Targeted(RoomEvent):
+    to: SocketId
+
+
+class WebrtcOffer(Targeted):
+    offer: Signal
+
+
+class WebrtcAnswer(Targeted):
+    answer: Signal
+
+
+class IceCandidate(Targeted):
+    candidate: Signal
+
+
+class MediaTrackEnded(Targeted):
+    kind: ShortText | None = None
+
+
+class RaiseHand(RoomEvent):
+    timestamp: Number | None = None
+
+
+# -- the meeting page (positional arguments, named here by position) ----------------------------
+
+
+class JoinCall(Payload):
+    roomId: RoomId
+
+
+class MeetingSignal(Payload):
+    to: SocketId
+    message: Annotated[Text, _max_utf8("max_signal_bytes", "message")]
+
+
+class MeetingChat(Payload):
+    data: ChatText
+    sender: Annotated[UserName, BeforeValidator(_null_as_empty)] = ""
+
+
+# -- REST bodies ---------------------------------------------------------------------------------
+
+
+class CreateSessionBody(Payload):
+    roomId: RoomId
+    creatorName: Annotated[UserName, Field(min_length=1)]
+    creatorUserId: UserId | None = None
+    code: Code | None = None
+    language: Language | None = None
+
+
+class ParticipantBody(Payload):
+    userId: UserId | None = None
+    name: Annotated[UserName, BeforeValidator(_null_as_empty)] = ""
+
+
+class UpdateSessionBody(Payload):
+    code: Code | None = None
+    language: Language | None = None
+    participants: Annotated[list[ParticipantBody], Field(max_length=1000)] | None = None
+    fileId: FileId | None = None  # the current client's active file: `code` is its text
+
+
+class SaveFileBody(Payload):
+    fileId: FileId
+    name: FileName
+    content: FileText | None = None
+    mime: ShortText | None = None
+    size: Version | None = None
+    uploadedBy: UserId | None = None
+    uploaderName: UserName | None = None
+
+
+class MessagesQuery(BaseModel):
+    """`?before=&limit=` of GET /api/sessions/:roomId (query strings arrive as text)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    before: Annotated[int, Field(ge=0, le=MAX_NUMBER)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
