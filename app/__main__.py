@@ -10,7 +10,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.gc_tuning import tune_gc
-from app.main import create_app
+from app.main import HANDLER_CANCELLATION, create_app
 
 SOCKET_HANDLERS_GRACE_SECONDS = 2.0
 
@@ -47,6 +47,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         print=None,
+        handler_cancellation=HANDLER_CANCELLATION,
         # Sockets are closed by the app itself; this only bounds waiting for their handlers.
         shutdown_timeout=SOCKET_HANDLERS_GRACE_SECONDS,
     )

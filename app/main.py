@@ -35,6 +35,9 @@ WRITER_KEY = web.AppKey("writer", DebouncedWriter)
 SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
 EVENTS_KEY = web.AppKey("events", SocketEvents)
 CLOSE_SOCKETS_SECONDS = 3.0
+# Cancel a request's handler when its client goes away: a long-poll whose page was reloaded
+# is then noticed at once (a transport error), not after the 45 s ping timeout.
+HANDLER_CANCELLATION = True
 
 
 def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.AsyncServer:

@@ -17,7 +17,7 @@ from aiohttp import web
 from app.config import Settings
 from app.domain.rooms import Rooms
 from app.domain.writer import DebouncedWriter
-from app.main import ROOMS_KEY, WRITER_KEY, create_app
+from app.main import HANDLER_CANCELLATION, ROOMS_KEY, WRITER_KEY, create_app
 from app.storage import SessionStore
 
 WAIT = 5.0
@@ -67,7 +67,9 @@ async def running_server(
     settings: Settings, store: SessionStore | None = None
 ) -> AsyncIterator[RunningServer]:
     app = create_app(settings, store)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    runner = web.AppRunner(
+        app, shutdown_timeout=0.5, handler_cancellation=HANDLER_CANCELLATION
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -89,7 +91,9 @@ class Client:
         self._arrived = asyncio.Condition()
         self.sio.on("*", self._record)
 
-    async def _record(self, event: str, data: Any = None) -> None:
+    async def _record(self, event: str, *args: Any) -> None:
+        # One argument is the payload; several (the meeting page's events) are kept as a tuple.
+        data = args[0] if len(args) == 1 else (args or None)
         async with self._arrived:
             self.events[event].append(data)
             self.order.append((event, data))

@@ -345,9 +345,7 @@ class Editing:
             doc = self.create_file(room, file_id, name or file_id)
         else:
             payload = outbound.file_opened(doc.doc_id, doc.name)
-            room.sequencer.publish(
-                lambda: self.notifier.broadcast(room_id, "fileOpened", payload)
-            )
+            room.sequencer.publish(lambda: self.notifier.broadcast(room_id, "fileOpened", payload))
         if room.active_file is None:
             self._set_active(room, file_id)
         return room.version
@@ -378,8 +376,9 @@ class Editing:
             lambda: self.notifier.broadcast(room.room_id, "activeFileChanged", payload)
         )
 
-    def upload(self, room: Room, upload: Upload) -> Document:
-        """A whole file, new or replacing one: the room hears `fileUploaded`, then its text."""
+    def upload(self, room: Room, upload: Upload, uploader: Member | None = None) -> Document:
+        """A whole file, new or replacing one: the room hears `fileUploaded`, then its text
+        (which the uploader already has)."""
         doc = room.upload(
             upload.file_id,
             name=upload.name,
@@ -391,6 +390,8 @@ class Editing:
             now=self._now,
         )
         self.rooms.writer.write_soon(room)
+        if uploader is not None:
+            uploader.held[doc.doc_id] = doc.text
         uploaded = outbound.file_uploaded(
             doc.doc_id,
             doc.name,

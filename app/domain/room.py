@@ -304,9 +304,7 @@ class Room:
         self.touch(now)
         return doc, True
 
-    def rebase(
-        self, member: Member, doc: Document, text: str, base_version: int | None
-    ) -> Rebased:
+    def rebase(self, member: Member, doc: Document, text: str, base_version: int | None) -> Rebased:
         """Work out, without changing anything, the room text this change produces."""
         return doc.history.rebase(member.sid, text, base_version)
 

@@ -161,9 +161,7 @@ class Rooms:
         self._announce_arrival(arrival)
         return arrival
 
-    def _enter(
-        self, sid: str, room: Room, name: str, user_id: str | None, address: str
-    ) -> Arrival:
+    def _enter(self, sid: str, room: Room, name: str, user_id: str | None, address: str) -> Arrival:
         current = room.members.get(sid)
         if current is not None:
             current.name = name
@@ -401,9 +399,7 @@ class Rooms:
         known = {m.version for m in messages}
         messages += [m for m in room.outbox if m.version > last_seen and m.version not in known]
         messages.sort(key=lambda m: m.version)
-        docs = [
-            doc.doc_id for doc in room.docs.values() if lost or doc.version > last_seen
-        ]
+        docs = [doc.doc_id for doc in room.docs.values() if lost or doc.version > last_seen]
         return Missed(
             messages=messages[-MAX_REPLAY:],
             docs=docs,

@@ -94,8 +94,10 @@ class SocketEvents:
                 verdict = await throttle.admit(event.family)
                 if verdict is not Verdict.ALLOW:
                     return await self._throttled(sid, event, verdict)
-            data = dict(zip(event.args, args, strict=False)) if event.args else (
-                args[0] if args else None
+            data = (
+                dict(zip(event.args, args, strict=False))
+                if event.args
+                else (args[0] if args else None)
             )
             try:
                 return await handler(sid, parse(event.model, data, self.settings))
@@ -267,6 +269,7 @@ class SocketEvents:
                 uploader_name=p.uploaderName or member.name,
                 source=p.source or "upload",
             ),
+            member,
         )
         return {"ok": True, "version": doc.version}
 

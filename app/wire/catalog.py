@@ -83,9 +83,7 @@ EVENTS: tuple[Event, ...] = (
     Event("userLeftCall", m.RoomEvent, "call", handler="left_call"),
     Event("checkRoomCallStatus", m.RoomEvent, "call", handler="call_status"),
     Event("media-track-ended", m.MediaTrackEnded, "call", handler="track_ended"),
-    Event(
-        "userReadyForScreenShare", m.RoomEvent, "call", relay=Relay("userReadyForScreenShare")
-    ),
+    Event("userReadyForScreenShare", m.RoomEvent, "call", relay=Relay("userReadyForScreenShare")),
     Event("screenShareStarted", m.RoomEvent, "call", relay=Relay("userScreenShareStarted")),
     Event("screenShareStopped", m.RoomEvent, "call", relay=Relay("userScreenShareStopped")),
     Event("raiseHand", m.RaiseHand, "call", relay=Relay("userRaisedHand", _hand)),

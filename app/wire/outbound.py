@@ -154,9 +154,7 @@ def existing_participants(people: Iterable[tuple[str, str]], reconnect: bool) ->
     return {"participants": call_people(people), "isReconnect": reconnect}
 
 
-def call_status(
-    room_id: str, active: bool, count: int, people: Iterable[tuple[str, str]]
-) -> Json:
+def call_status(room_id: str, active: bool, count: int, people: Iterable[tuple[str, str]]) -> Json:
     return {
         "roomId": room_id,
         "hasActiveCall": active,

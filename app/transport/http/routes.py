@@ -160,9 +160,7 @@ class SessionRoutes:
         room_id = self._room_id(request)
         data = await self._json(request)
         if isinstance(data, dict) and not (data.get("fileId") and data.get("name")):
-            return error_response(
-                400, "Missing required fields", "fileId and name are required"
-            )
+            return error_response(400, "Missing required fields", "fileId and name are required")
         body = parse(SaveFileBody, data, self.settings)
         entry = FileEntry(
             file_id=body.fileId,

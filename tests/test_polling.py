@@ -1,0 +1,104 @@
+"""Both transports carry every legal event, up to the size limits, with multi-byte text.
+
+Over long-polling an event travels in one HTTP POST body, a few hundred KB to a few MB once
+the client has JSON-escaped its text (python-socketio's client escapes every non-ASCII
+character, an emoji as 12 bytes); the server must read each body whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.storage.records import MAIN_FILE_ID
+from tests.support import Client, RunningServer, fast_settings, running_server
+
+ROOM = "POLL"
+MIB = 1024 * 1024
+TRANSPORTS = [pytest.param(["polling"], id="polling"), pytest.param(["websocket"], id="websocket")]
+TEXTS = [
+    pytest.param("x" * MIB, id="1MiB-ascii"),
+    pytest.param("\U0001f600" * (MIB // 4), id="262144-emoji"),
+    pytest.param("\u00e9" * (MIB // 2), id="524288-2-byte"),
+    pytest.param("a" * 300_000, id="300000-ascii"),
+    pytest.param("\u4e2d" * 64_000, id="64000-cjk"),
+    pytest.param("\U0001f680" * 32_000, id="32000-emoji"),
+]
+
+
+@asynccontextmanager
+async def pair(
+    tmp_path: Path, transports: list[str]
+) -> AsyncIterator[tuple[RunningServer, Client, Client]]:
+    """A sender on `transports` and a websocket receiver in one room."""
+    settings = fast_settings(tmp_path, rate_upload_per_second=100, rate_upload_burst=100)
+    async with running_server(settings) as server:
+        sender, receiver = Client(transports), Client(["websocket"])
+        try:
+            await sender.connect(server.url)
+            await receiver.connect(server.url)
+            assert (await sender.join(ROOM, "Sender", "u-sender"))["ok"]
+            assert (await receiver.join(ROOM, "Receiver", "u-receiver"))["ok"]
+            yield server, sender, receiver
+        finally:
+            await receiver.close()
+            await sender.close()
+
+
+async def stored_session(server: RunningServer) -> dict[str, Any]:
+    status, body = await server.http("GET", f"/api/sessions/{ROOM}")
+    assert status == 200, body
+    session: dict[str, Any] = body["session"]
+    return session
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+@pytest.mark.parametrize("text", TEXTS)
+async def test_a_code_change_at_the_limits_arrives_intact(
+    tmp_path: Path, transports: list[str], text: str
+) -> None:
+    async with pair(tmp_path, transports) as (server, sender, receiver):
+        answer = await sender.call("codeChange", {"roomId": ROOM, "code": text})
+        assert answer["ok"] is True, answer
+        update = await receiver.next("codeUpdate")
+        assert update["code"] == text
+        assert (await stored_session(server))["code"] == text
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+@pytest.mark.parametrize("text", TEXTS[:3])
+async def test_a_file_change_and_an_upload_at_the_limits_arrive_intact(
+    tmp_path: Path, transports: list[str], text: str
+) -> None:
+    async with pair(tmp_path, transports) as (server, sender, receiver):
+        change = {"roomId": ROOM, "fileId": MAIN_FILE_ID, "content": text, "version": 1}
+        assert (await sender.call("changeFile", change))["ok"] is True
+        assert (await receiver.next("fileContentUpdate"))["content"] == text
+        upload = {"roomId": ROOM, "fileId": "big.txt", "name": "big.txt", "content": text}
+        assert (await sender.call("uploadFile", upload))["ok"] is True
+        snapshot = await receiver.next("fileContentSnapshot")
+        assert (snapshot["fileId"], snapshot["content"]) == ("big.txt", text)
+        files = {f["fileId"]: f["content"] for f in (await stored_session(server))["files"]}
+        assert files == {MAIN_FILE_ID: text, "big.txt": text}
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS)
+async def test_a_whiteboard_snapshot_and_a_chat_message_at_their_limits_arrive_intact(
+    tmp_path: Path, transports: list[str]
+) -> None:
+    async with pair(tmp_path, transports) as (server, sender, receiver):
+        # A JSON snapshot of just under 1 MiB serialized, mostly multi-byte text.
+        snapshot = {"shape:1": {"text": "\u00e9" * (MIB // 2 - 64)}}
+        assert (await sender.call("whiteboardChange", {"roomId": ROOM, "snapshot": snapshot}))["ok"]
+        assert (await receiver.next("whiteboardUpdate"))["snapshot"] == snapshot
+        message = "\U0001f600" * 4000
+        answer = await sender.call("chatMessage", {"roomId": ROOM, "message": message})
+        assert answer["ok"] is True
+        assert (await receiver.next("newMessage"))["message"]["message"] == message
+        session = await stored_session(server)
+        assert session["whiteboardElements"] == snapshot
+        assert session["messages"][-1]["message"] == message
