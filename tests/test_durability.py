@@ -114,8 +114,21 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def keystroke(kind: str, n: int) -> tuple[str, dict[str, Any]]:
+    if kind == "code":
+        return "codeChange", {"roomId": ROOM, "code": f"keystroke {n}"}
+    return "changeFile", {"roomId": ROOM, "fileId": "notes.md", "content": f"keystroke {n}"}
+
+
+def typed_text(session: dict[str, Any], kind: str) -> str:
+    if kind == "code":
+        return str(session["code"])
+    return next(str(f["content"]) for f in session["files"] if f["fileId"] == "notes.md")
+
+
+@pytest.mark.parametrize("kind", ["code", "file"])
 async def test_sigkill_during_continuous_typing_keeps_recent_code_and_acknowledged_chat(
-    store_env: dict[str, str], tmp_path: Path
+    store_env: dict[str, str], tmp_path: Path, kind: str
 ) -> None:
     env = {
         **store_env,
@@ -140,7 +153,7 @@ async def test_sigkill_during_continuous_typing_keeps_recent_code_and_acknowledg
                 n += 1
                 sent[n] = time.monotonic()
                 try:
-                    await alice.emit("codeChange", {"roomId": ROOM, "code": f"keystroke {n}"})
+                    await alice.emit(*keystroke(kind, n))
                 except socketio.exceptions.SocketIOError:  # the server is gone
                     return
                 await asyncio.sleep(0.02)
@@ -198,9 +211,10 @@ async def test_sigkill_during_continuous_typing_keeps_recent_code_and_acknowledg
     tail = [tail_from] + [at for at, _ in saved if at > tail_from] + [killed_at]
     assert max(b - a for a, b in itertools.pairwise(tail)) <= MAX_DELAY + WRITE_SLACK
     # ... so what a restart finds is no older than that, and no older than a write announced.
-    assert session["code"].startswith("keystroke "), session["code"]
-    keystroke = int(session["code"].removeprefix("keystroke "))
-    assert killed_at - sent[keystroke] <= MAX_DELAY + WRITE_SLACK, (keystroke, len(sent))
+    text = typed_text(session, kind)
+    assert text.startswith("keystroke "), text
+    last = int(text.removeprefix("keystroke "))
+    assert killed_at - sent[last] <= MAX_DELAY + WRITE_SLACK, (last, len(sent))
     assert session["version"] >= max(version for _, version in saved)
 
     assert [m["message"] for m in session["messages"]] == alice_chat

@@ -96,11 +96,11 @@ def run_node(node: str, script: str, *args: str, timeout: float) -> tuple[int, s
     return result.returncode, result.stdout, result.stderr
 
 
-def run_session(node: str, url: str) -> dict[str, Any]:
-    """Run the client session against `url`; its report (the test fails on a non-zero exit)."""
+def run_session(node: str, url: str, script: str = "session.mjs") -> dict[str, Any]:
+    """Run a client session against `url`; its report (the test fails on a non-zero exit)."""
     code, stdout, stderr = run_node(
         node,
-        "session.mjs",
+        script,
         url,
         "--timeout",
         str(CLIENT_TIMEOUT_SECONDS),
@@ -168,6 +168,27 @@ def test_original_client_session(node: str, store_settings: dict[str, str], tmp_
         key=lambda p: p["name"],
     )
     assert participants == expected["participants"]
+    assert "Traceback" not in log.read_text(errors="replace"), tail(log)
+
+
+def test_current_client_session(node: str, store_settings: dict[str, str], tmp_path: Path) -> None:
+    """The current generation: files, autosaves, an upload, the whiteboard, the meeting page
+    and a reload; then the files and the whiteboard survive a restart."""
+    log = tmp_path / "server.log"
+    with server_process(store_settings, log) as server:
+        report = run_session(node, server.url, "session_head.mjs")
+        stop_gracefully(server)
+    room_id, expected = report["roomId"], report["expected"]
+    with server_process(store_settings, log) as server:
+        status, body = http_json(f"{server.url}/api/sessions/{room_id}")
+    assert status == 200, (status, body, tail(log))
+    session = body["session"]
+    assert session["code"] == expected["code"]
+    files = [
+        {key: f[key] for key in ("fileId", "name", "content", "mime")} for f in session["files"]
+    ]
+    assert files == expected["files"]
+    assert session["whiteboardElements"] == expected["whiteboard"]
     assert "Traceback" not in log.read_text(errors="replace"), tail(log)
 
 

@@ -143,3 +143,27 @@ async def test_a_rest_update_is_a_versioned_code_update(server: RunningServer) -
         update = await a.next("codeUpdate")
         assert update["code"] == "from REST" and update["version"] == base + 1
         assert update["userId"] is None
+
+
+async def test_two_people_typing_in_one_file_at_once_both_keep_their_keystrokes(
+    server: RunningServer,
+) -> None:
+    async with clients(server.url, 2) as (a, b):
+        await a.join(ROOM, "alice", "u-a")
+        await b.join(ROOM, "bob", "u-b")
+
+        def typed(content: str, base: int) -> dict[str, Any]:
+            return {"roomId": ROOM, "fileId": "notes.md", "content": content, "baseVersion": base}
+
+        first = await a.call("changeFile", {"roomId": ROOM, "fileId": "notes.md", "content": BASE})
+        base = first["version"]
+        one, two = await asyncio.gather(
+            a.call("changeFile", typed("alpha\nALICE\nbeta\ngamma\n", base)),
+            b.call("changeFile", typed("alpha\nbeta\ngamma\nBOB\n", base)),
+        )
+        merged = "alpha\nALICE\nbeta\ngamma\nBOB\n"
+        last = max(one, two, key=lambda ack: ack["version"])
+        assert last["content"] == merged and last["merged"] is True
+        _, body = await server.http("GET", f"/api/sessions/{ROOM}/files/notes.md")
+        assert body["file"]["content"] == merged
+        assert (await server.http("GET", f"/api/sessions/{ROOM}"))[1]["session"]["code"] != merged

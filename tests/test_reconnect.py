@@ -521,3 +521,35 @@ async def test_joining_another_room_without_leaving_leaves_the_first(
         await ann.quiet()
         assert "codeUpdate" not in ann.events
         assert h.server.rooms.counts()["sockets"] == 3
+
+
+async def test_a_rejoining_file_client_gets_exactly_the_files_changed_while_away(
+    tmp_path: Path,
+) -> None:
+    settings = fast_settings(tmp_path, reconnect_grace_seconds=5.0)
+    async with harness(settings, 2) as (h, (ann, bob)):
+        await join_all([ann, bob], ["Ann", "Bob"])
+        for file_id in ("main.js", "notes.md", "untouched.txt"):
+            opened = {"roomId": ROOM, "fileId": file_id, "name": file_id}
+            assert (await bob.call("openFile", opened))["ok"]
+        seen = await bob.call("changeFile", {"roomId": ROOM, "fileId": "notes.md", "content": "a"})
+        await drop(bob)
+        await ann.next("userTemporarilyDisconnected")
+
+        for file_id, content in (("notes.md", "a, then b"), ("main.js", "code while away")):
+            change = {"roomId": ROOM, "fileId": file_id, "content": content}
+            assert (await ann.call("changeFile", change))["ok"]
+        back = await h.connect()
+        joined = await back.join(ROOM, "Bob", "user-bob", lastSeenVersion=seen["version"])
+        assert joined["ok"] is True
+        await back.next("fileContentUpdate", 2)
+        await back.quiet(0.3)
+
+        # The same person, back: still a file client (no codeUpdate), and only what changed.
+        assert "codeUpdate" not in back.events
+        replayed = {u["fileId"]: u for u in back.events["fileContentUpdate"]}
+        assert {k: u["content"] for k, u in replayed.items()} == {
+            "notes.md": "a, then b",
+            "main.js": "code while away",
+        }
+        assert all(u["version"] == joined["version"] for u in replayed.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,16 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def edit(kind: str, n: int) -> tuple[str, dict[str, object]]:
+    if kind == "code":
+        return "codeChange", {"roomId": ROOM, "code": f"edit {n}"}
+    file_id = "main.js" if kind == "main-file" else "notes.md"
+    return "changeFile", {"roomId": ROOM, "fileId": file_id, "content": f"edit {n}", "version": n}
+
+
+@pytest.mark.parametrize("kind", ["code", "main-file", "other-file"])
 async def test_sigterm_right_after_a_change_loses_nothing(
-    store_env: dict[str, str], tmp_path: Path
+    store_env: dict[str, str], tmp_path: Path, kind: str
 ) -> None:
     log = tmp_path / "server.log"
     with server_process(store_env, log) as server:
@@ -38,24 +47,30 @@ async def test_sigterm_right_after_a_change_loses_nothing(
         await alice.join(ROOM, "alice", "user-1")
         await alice.call("chatMessage", {"roomId": ROOM, "message": "before the stop"})
         for n in range(1, 6):
-            answer = await alice.call("codeChange", {"roomId": ROOM, "code": f"edit {n}"})
+            answer = await alice.call(*edit(kind, n))
         assert await asyncio.to_thread(server.stop, signal.SIGTERM) == 0, server.log()
         await alice.close()
     with server_process(store_env, log) as server:
         status, body = await _get(server.url + f"/api/sessions/{ROOM}")
         assert status == 200, body
-        session = body["session"]
-        assert session["code"] == "edit 5"
+        session: dict[str, Any] = body["session"]
+        files = {f["fileId"]: f["content"] for f in session["files"]}
+        if kind == "other-file":
+            assert files == {"notes.md": "edit 5"}
+            assert session["code"] != "edit 5"
+        else:
+            assert session["code"] == "edit 5"
+            assert files == ({"main.js": "edit 5"} if kind == "main-file" else {})
         assert session["version"] == answer["version"]
         assert [m["message"] for m in session["messages"]] == ["before the stop"]
         assert [p["userId"] for p in session["participants"]] == ["user-1"]
         rejoined = await Client().connect(server.url)
         joined = await rejoined.join(ROOM, "alice", "user-1")
-        assert joined["code"] == "edit 5"
+        assert joined["code"] == session["code"]
         await rejoined.close()
 
 
-async def _get(url: str) -> tuple[int, dict[str, object]]:
+async def _get(url: str) -> tuple[int, dict[str, Any]]:
     import aiohttp
 
     async with aiohttp.ClientSession() as session, session.get(url) as response:

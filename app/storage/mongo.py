@@ -48,6 +48,7 @@ def _session_document(record: SessionRecord) -> Document:
         ],
         "userIds": record.user_ids,
         "files": [_file_document(f) for f in record.files],
+        "fileCount": len(record.files),  # for the per-user listing, without reading the files
         "activeFile": record.active_file,
         # As JSON text: a snapshot's keys may hold characters MongoDB refuses in field names.
         "whiteboardJson": None
@@ -275,7 +276,7 @@ class MongoSessionStore:
             "createdAt",
             "expiresAt",
             "lastActivity",
-            "files.fileId",
+            "fileCount",
         ]
         try:
             cursor = self.sessions.find(query, fields).sort("lastActivity", DESCENDING)
@@ -291,7 +292,7 @@ class MongoSessionStore:
                 created_at=_utc(doc["createdAt"]),
                 expires_at=_utc(doc["expiresAt"]),
                 last_activity=_utc(doc["lastActivity"]),
-                file_count=len(doc.get("files") or []),
+                file_count=doc.get("fileCount", 0),
             )
             for doc in docs
         ]
