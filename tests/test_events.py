@@ -13,6 +13,7 @@ import pytest
 import socketio
 
 from app.config import Settings
+from app.main import EVENTS_KEY
 from app.storage.records import DEFAULT_CODE, DEFAULT_LANGUAGE
 from tests.support import Client, RunningServer, fast_settings, running_server
 
@@ -918,3 +919,24 @@ async def test_events_for_a_room_the_sender_did_not_join_are_refused(
         await assert_nothing_happened(server, bob, bob_mark, ann, {ROOM, OTHER_ROOM})
         own = await intruder.call("codeChange", {"roomId": OTHER_ROOM, "code": "mine"})
         assert own["ok"] is True
+
+
+async def test_an_unknown_event_is_counted_and_never_answered_with_an_error(
+    settings: Settings,
+) -> None:
+    async with serving(settings, 2) as (server, (ann, bob)):
+        await join_all([ann, bob], ["Ann", "Bob"])
+        marks_before = marks(ann, bob)
+        for event in ("fileContentChange", "call-start", "sendMessage", "joinProject"):
+            await ann.emit(event, {"roomId": ROOM, "anything": 1})
+        await ann.call("userTyping", {"roomId": ROOM})  # the socket still works
+        await bob.next("userIsTyping")
+        assert names_since(ann, marks_before[0]) == []
+        assert names_since(bob, marks_before[1]) == ["userIsTyping"]
+        unknown = server.app[EVENTS_KEY].unknown
+        assert unknown == {
+            "fileContentChange": 1,
+            "call-start": 1,
+            "sendMessage": 1,
+            "joinProject": 1,
+        }

@@ -383,6 +383,9 @@ def bad_cases() -> list[Any]:
         with_field("codeChange", "baseVersion", {"$gt": 0}),
     )
 
+    # A move without a position says nothing (the original relayed `position: null`).
+    add("position-missing", "cursorMove", without("cursorMove", "position"))
+
     # sendCodeState target.
     add("targetUserId-missing", "sendCodeState", without("sendCodeState", "targetUserId"))
     add("targetUserId-empty", "sendCodeState", with_field("sendCodeState", "targetUserId", ""))
