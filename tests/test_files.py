@@ -312,6 +312,26 @@ async def test_each_member_reads_a_main_js_change_in_the_dialect_it_speaks(
         assert (await get_session(server))["code"] == "shared text"
 
 
+async def test_an_upload_of_main_js_reaches_a_code_member_as_code_update(
+    settings: Settings,
+) -> None:
+    async with serving(settings, 3) as (server, (ann, fay, cody)):
+        await join_all([ann, fay, cody], ["Ann", "Fay", "Cody"])
+        assert (await fay.call("requestFile", {"roomId": ROOM, "fileId": MAIN}))["ok"] is True
+        await fay.next("fileContentSnapshot")
+        assert (await cody.call("codeChange", {"roomId": ROOM, "code": DEFAULT_CODE}))["ok"]
+
+        upload = {"roomId": ROOM, "fileId": MAIN, "content": "uploaded code"}
+        assert (await ann.call("uploadFile", upload))["ok"] is True
+
+        assert (await fay.next("fileContentSnapshot", 2))["content"] == "uploaded code"
+        assert (await get_session(server))["code"] == "uploaded code"
+        await cody.call("requestCodeState", {"roomId": ROOM})
+        await cody.quiet()
+        texts = [*cody.events["codeUpdate"], *cody.events["receiveCodeState"]]
+        assert [text["code"] for text in texts] == ["uploaded code"]
+
+
 async def test_a_text_a_socket_already_has_is_never_sent_to_it_again(settings: Settings) -> None:
     async with serving(settings, 3) as (_, (ann, bob, cat)):
         await join_all([ann, bob], ["Ann", "Bob"])
@@ -555,8 +575,14 @@ async def test_post_file_saves_it_and_both_gets_return_it(settings: Settings) ->
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"name": "a.py"}, {"fileId": "a.py"}, {"fileId": "", "name": "a.py"}, {"fileId": "a"}],
-    ids=["empty", "no-file-id", "no-name", "blank-file-id", "name-missing"],
+    [
+        {},
+        {"name": "a.py"},
+        {"fileId": "a.py"},
+        {"fileId": "", "name": "a.py"},
+        {"fileId": "a", "name": ""},
+    ],
+    ids=["empty", "no-file-id", "no-name", "empty-file-id", "empty-name"],
 )
 async def test_post_file_without_file_id_or_name_answers_400(
     server: RunningServer, body: dict[str, Any]
@@ -800,11 +826,6 @@ async def test_file_event_over_a_limit_is_refused_and_nothing_changes(
         assert await get_session(server) == before
 
 
-@pytest.mark.xfail(
-    reason="server bug: a refused change of a file not yet listed lists it (empty) and "
-    "announces fileOpened before the size check refuses it",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("fields", "overrides"),
     [
@@ -858,11 +879,6 @@ async def test_rest_file_over_a_limit_is_refused_and_nothing_changes(tmp_path: P
         assert await get_session(server) == before
 
 
-@pytest.mark.xfail(
-    reason="server bug: POST /files of a new file refused by the room's byte limit (413) "
-    "leaves the file listed, empty, and announces fileOpened",
-    strict=True,
-)
 async def test_rest_new_file_over_the_room_bytes_does_not_create_it(tmp_path: Path) -> None:
     settings = fast_settings(tmp_path, **{**LIMITS, "max_room_files_bytes": 60})
     async with serving(settings, 1) as (server, (bob,)):
@@ -870,7 +886,9 @@ async def test_rest_new_file_over_the_room_bytes_does_not_create_it(tmp_path: Pa
         bob_mark = len(bob.order)
 
         status, answer = await server.http(
-            "POST", f"/api/sessions/{ROOM}/files", json={"fileId": "a", "name": "a", "content": "x" * 50}
+            "POST",
+            f"/api/sessions/{ROOM}/files",
+            json={"fileId": "a", "name": "a", "content": "x" * 50},
         )
 
         assert (status, answer["error"]) == (413, "Limit exceeded")

@@ -75,11 +75,12 @@ class Meetings:
         self.meeting_of: dict[str, str] = {}
 
     def join(self, sid: str, room_id: str) -> None:
+        people = self.meetings.get(room_id, {})
+        if sid not in people and len(people) >= self.settings.max_clients_per_room:
+            raise RoomFull(f"Meeting {room_id} is full")  # before leaving another meeting
         if self.meeting_of.get(sid) != room_id:
             self.leave(sid)
         people = self.meetings.setdefault(room_id, {})
-        if sid not in people and len(people) >= self.settings.max_clients_per_room:
-            raise RoomFull(f"Meeting {room_id} is full")
         people[sid] = None
         self.meeting_of[sid] = room_id
         group = MEETING_GROUP + room_id

@@ -90,6 +90,7 @@ class Editing:
             member.uses_code = True
         doc = room.docs.get(doc_id)
         if doc is None or (as_file and not doc.listed):
+            room.check_new_text(doc_id, text)  # a refused change makes no file
             doc = self.create_file(room, doc_id, doc_id)
         rebased = room.rebase(member, doc, text, base_version)
         language = self._code_language(member, room, language)
@@ -411,12 +412,26 @@ class Editing:
     def _announce_upload(
         self, room: Room, file_id: str, uploaded: outbound.Json, snapshot: outbound.Json
     ) -> None:
+        """`fileUploaded` to the room; the text to whoever does not have it, in the event it
+        reads (`codeUpdate` for an upload of the main file to an older client)."""
         self.notifier.broadcast(room.room_id, "fileUploaded", uploaded)
         content = snapshot["content"]
-        fresh = [m for m in room.members.values() if m.held.get(file_id) != content]
-        for member in fresh:
+        code_to: list[str] = []
+        file_to: list[str] = []
+        for member in room.members.values():
+            if member.held.get(file_id) == content:
+                continue
             member.held[file_id] = content
-        self.notifier.send([m.sid for m in fresh], "fileContentSnapshot", snapshot)
+            if file_id == MAIN_FILE_ID and member.reads_code_updates(from_file_event=True):
+                code_to.append(member.sid)
+            if member.reads_file_updates(from_file_event=True):
+                file_to.append(member.sid)
+        self.notifier.send(file_to, "fileContentSnapshot", snapshot)
+        if code_to:
+            update = outbound.code_update(
+                content, room.language, None, outbound.SERVER_NAME, self._now, snapshot["version"]
+            )
+            self.notifier.send(code_to, "codeUpdate", update)
 
     def delete_file(self, room: Room, file_id: str) -> None:
         room.delete_file(file_id, self._now)

@@ -289,6 +289,13 @@ class Room:
         self.docs[file_id] = doc
         return doc
 
+    def check_new_text(self, file_id: str, text: str) -> None:
+        """Refuse, before anything is made, a file (or text) the limits would refuse."""
+        doc = self.docs.get(file_id)
+        if doc is None or not doc.listed:
+            self._check_count()
+        self._check_size(file_id, text)
+
     def create_file(self, file_id: str, name: str, now: datetime) -> tuple[Document, bool]:
         """The file, made (empty) if unknown; True when it was made or newly listed."""
         doc = self.docs.get(file_id)

@@ -187,6 +187,7 @@ class Sessions:
         room = await self.rooms.open(room_id, create=False)
         doc = room.docs.get(entry.file_id)
         if doc is None or not doc.listed:
+            room.check_new_text(entry.file_id, entry.content)  # a refused save makes no file
             doc = self.editing.create_file(room, entry.file_id, entry.name)
         await self.editing.replace_text(room, doc, entry.content, None)
         room.describe_file(
