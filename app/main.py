@@ -100,7 +100,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         Meetings(notifier, settings),
     )  # fmt: skip
     events.register()
-    SessionRoutes(Sessions(rooms, editing), settings).register(app)
+    SessionRoutes(Sessions(rooms, editing), settings, guard.address_of).register(app)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app[EVENTS_KEY] = events
     app.cleanup_ctx.append(_lifecycle(settings))

@@ -331,7 +331,8 @@ class Collaboration:
             text = f"{name} typed {n}"
             answer = await client.call("codeChange", {"roomId": ROOM, "code": text})
             assert answer["ok"] is True, answer
-            self.typed[name].append((answer["version"], text))
+            # The room's text then: what was sent, or the merge of it the answer carries.
+            self.typed[name].append((answer["version"], answer.get("code", text)))
             await asyncio.sleep(0.05)
 
     async def _chat(self, name: str, client: Client) -> None:

@@ -64,6 +64,7 @@ class Editing:
         self.rooms = rooms
         self.notifier = notifier
         self.settings = settings
+        self.monotonic = rooms.monotonic  # when texts were sent and changes arrived
 
     @property
     def _now(self) -> datetime:
@@ -92,12 +93,12 @@ class Editing:
         if doc is None or (as_file and not doc.listed):
             room.check_new_text(doc_id, text)  # a refused change makes no file
             doc = self.create_file(room, doc_id, doc_id)
-        rebased = room.rebase(member, doc, text, base_version)
+        answered = self.notifier.answered(sid)
+        rebased = room.rebase(member, doc, text, base_version, self.monotonic(), answered)
         language = self._code_language(member, room, language)
-        change = room.apply_text(doc, rebased, text, language, self._now)
-        member.held[doc_id] = text
+        change = room.apply_text(member, doc, rebased, text, language, self._now, answered)
         if change is None:
-            if text != doc.text:  # its text is stale and changed nothing: bring it up to date
+            if not member.shows(doc_id, doc.text):  # it changed nothing: bring it up to date
                 self._publish_text(room, doc, [member], None, as_file=as_file)
             return TextAnswer(room.version, doc.text if text != doc.text else None, False, None)
         self.rooms.writer.changed(room)
@@ -154,31 +155,56 @@ class Editing:
         (`as_file`: the change came as a file event)."""
         main = out.doc_id == MAIN_FILE_ID
         as_file = as_file or not main
+        now = self.monotonic()
         code_to: list[str] = []
         file_to: list[str] = []
+        probed: list[Member] = []
         for member in room.members.values() if members is None else members:
-            if member.held.get(out.doc_id) == out.text:
+            if member.shows(out.doc_id, out.text):
                 continue
-            member.held[out.doc_id] = out.text
+            stream = member.stream(out.doc_id)
+            stream.give(room.next_seq(), out.version, out.text, now)
+            if stream.wants_probes:
+                probed.append(member)
             if main and member.reads_code_updates(as_file):
                 code_to.append(member.sid)
             if member.reads_file_updates(as_file):
                 file_to.append(member.sid)
         sid, name = (author.sid, author.name) if author else (None, outbound.SERVER_NAME)
-        stream = f"{room.room_id}/{out.doc_id}"
+        key = f"{room.room_id}/{out.doc_id}"
         if code_to:
             payload = outbound.code_update(out.text, out.language, sid, name, out.at, out.version)
-            self.notifier.send(code_to, "codeUpdate", payload, replaces=stream)
+            self.notifier.send(code_to, "codeUpdate", payload, replaces=key)
         if file_to:
             update = outbound.file_content_update(out.doc_id, out.text, sid, name, out.version)
-            self.notifier.send(file_to, "fileContentUpdate", update, replaces=stream)
+            self.notifier.send(file_to, "fileContentUpdate", update, replaces=key)
+        for member in probed:
+            self._probe(member, out.doc_id)
+
+    def _probe(self, member: Member, doc_id: str) -> None:
+        """A probe right behind the text just sent (see streams.py)."""
+        stream = member.stream(doc_id)
+        if stream.wants_probes:
+            stream.probed(self.notifier.probe(member.sid))
 
     async def replace_text(
-        self, room: Room, doc: Document, text: str | None, language: str | None
+        self,
+        room: Room,
+        doc: Document,
+        text: str | None,
+        language: str | None,
+        *,
+        merge: bool = True,
     ) -> tuple[bool, bool]:
-        """A REST update of a text and the language; which of them changed."""
+        """A REST update of a text and the language; which of them changed. A merged text
+        that the room held recently changes nothing (see Room.merge_text)."""
         now = self._now
-        text_changed = text is not None and room.replace_text(doc, text, now)
+        if text is None:
+            text_changed = False
+        elif merge:
+            text_changed = room.merge_text(doc, text, now)
+        else:
+            text_changed = room.replace_text(doc, text, now)
         language_changed = language is not None and room.set_language(language, now)
         if text_changed or language_changed:
             self.rooms.writer.changed(room)
@@ -241,12 +267,13 @@ class Editing:
         code, language, version = room.code, room.language, room.version
 
         def send() -> None:
-            if member.held.get(MAIN_FILE_ID) == code:
+            if member.shows(MAIN_FILE_ID, code):
                 return
-            member.held[MAIN_FILE_ID] = code
+            member.stream(MAIN_FILE_ID).give(room.next_seq(), version, code, self.monotonic())
             self._remember_told(member, language)
             state = outbound.code_state(code, language, version)
             self.notifier.send([member.sid], "receiveCodeState", state)
+            self._probe(member, MAIN_FILE_ID)
 
         room.sequencer.publish(send, version=version)
 
@@ -357,12 +384,14 @@ class Editing:
         name, content, version = (doc.name, doc.text, room.version) if doc else (file_id, "", 0)
 
         def send() -> None:
-            if doc is not None and member.held.get(file_id) == content:
+            if doc is not None and member.shows(file_id, content):
                 return
             if doc is not None:
-                member.held[file_id] = content
+                member.stream(file_id).give(room.next_seq(), version, content, self.monotonic())
             snapshot = outbound.file_snapshot(file_id, name, content, version)
             self.notifier.send([member.sid], "fileContentSnapshot", snapshot)
+            if doc is not None:
+                self._probe(member, file_id)
 
         room.sequencer.publish(send, version=version)
 
@@ -392,7 +421,7 @@ class Editing:
         )
         self.rooms.writer.write_soon(room)
         if uploader is not None:
-            uploader.held[doc.doc_id] = doc.text
+            uploader.stream(doc.doc_id).held = doc.text
         uploaded = outbound.file_uploaded(
             doc.doc_id,
             doc.name,
@@ -419,9 +448,11 @@ class Editing:
         code_to: list[str] = []
         file_to: list[str] = []
         for member in room.members.values():
-            if member.held.get(file_id) == content:
+            if member.shows(file_id, content):
                 continue
-            member.held[file_id] = content
+            member.stream(file_id).give(
+                room.next_seq(), snapshot["version"], content, self.monotonic()
+            )
             if file_id == MAIN_FILE_ID and member.reads_code_updates(from_file_event=True):
                 code_to.append(member.sid)
             if member.reads_file_updates(from_file_event=True):
@@ -437,7 +468,7 @@ class Editing:
         room.delete_file(file_id, self._now)
         self.rooms.writer.changed(room)
         for member in room.members.values():
-            member.held.pop(file_id, None)
+            member.streams.pop(file_id, None)
         payload = outbound.file_deleted(file_id)
         room.sequencer.publish(
             lambda: self.notifier.broadcast(room.room_id, "fileDeleted", payload)

@@ -26,6 +26,14 @@ class Notifier(Protocol):
     def broadcast(self, group: str, event: str, *args: object, skip: str | None = None) -> None:
         """To every socket of `group` but `skip`."""
 
+    def probe(self, sid: str) -> int | None:
+        """Send the socket a probe, in order with everything sent to it before, that its
+        client answers as soon as it has processed all that; the probe's number (counting
+        from 1), or None when the transport cannot."""
+
+    def answered(self, sid: str) -> int | None:
+        """How many of its probes the socket has answered so far (None: unknown)."""
+
     def enter(self, sid: str, group: str) -> None: ...
 
     def leave(self, sid: str, group: str) -> None: ...

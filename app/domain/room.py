@@ -5,8 +5,10 @@ Every method is synchronous: a read-check-mutate of room state never spans an `a
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,7 @@ from app.config import Settings
 from app.domain.errors import FileNotFound, LimitExceeded
 from app.domain.merge import Rebased, TextHistory
 from app.domain.sequencer import Sequencer
+from app.domain.streams import Stream
 from app.storage.records import (
     MAIN_FILE_ID,
     ChatRecord,
@@ -37,9 +40,22 @@ class Member:
     address: str = "unknown"
     uses_code: bool = False  # it sent `codeChange`: it reads `codeUpdate`
     uses_files: bool = False  # it sent a file event: it reads `fileContentUpdate`
-    held: dict[str, str] = field(default_factory=dict)  # text id -> text it was last given
+    joined_version: int = 0  # the room version when it joined
+    round_trip: float = 0.0  # its connection's round trip when it connected, seconds
+    streams: dict[str, Stream] = field(default_factory=dict)  # what it has of each text
     told: list[str] = field(default_factory=list)  # languages it was told and has not echoed
     spoke_language: bool = False  # it has sent a languageChange
+
+    def stream(self, doc_id: str) -> Stream:
+        stream = self.streams.get(doc_id)
+        if stream is None:
+            stream = self.streams[doc_id] = Stream(self.joined_version, self.round_trip / 2)
+        return stream
+
+    def shows(self, doc_id: str, text: str) -> bool:
+        """Whether its editor shows (or will, once what is in flight arrives) this text."""
+        stream = self.streams.get(doc_id)
+        return stream is not None and stream.held == text
 
     @property
     def identity(self) -> str:
@@ -114,8 +130,14 @@ def _participant_key(user_id: str | None, name: str) -> str:
 class Room:
     """The in-memory truth of a session while anyone uses it; the writer persists snapshots."""
 
-    def __init__(self, record: SessionRecord, settings: Settings) -> None:
+    def __init__(
+        self,
+        record: SessionRecord,
+        settings: Settings,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
+        self.monotonic = monotonic
         self.room_id = record.room_id
         self.language = record.language
         self.version = record.version
@@ -136,6 +158,8 @@ class Room:
         self.saved_changes = 0
         self.language_version = record.language_version  # for replays
         self.sequencer = Sequencer(record.version)
+        self.seq = 0  # orders what each socket was sent and sent (see streams.py)
+        self.served: deque[tuple[str, int]] = deque(maxlen=64)  # REST reads: (address, version)
         self.call_active = False
         self.call: dict[str, None] = {}  # call participants' socket ids, in order
         # Versions above the stored one may have been handed out by a process that crashed
@@ -149,6 +173,7 @@ class Room:
             version,
             min_versions=self.settings.merge_history_versions,
             min_seconds=self.settings.merge_history_seconds,
+            clock=self.monotonic,
         )
 
     def _load_docs(self, record: SessionRecord) -> None:
@@ -201,6 +226,10 @@ class Room:
         self.expires_at = now + self.settings.ttl
         self.changes += 1
 
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
     def _next_version(self) -> int:
         self.version += 1
         return self.version
@@ -210,7 +239,14 @@ class Room:
     def add_member(
         self, sid: str, name: str, user_id: str | None, address: str, now: datetime
     ) -> Member:
-        member = Member(sid=sid, name=name, user_id=user_id, joined_at=now, address=address)
+        member = Member(
+            sid=sid,
+            name=name,
+            user_id=user_id,
+            joined_at=now,
+            address=address,
+            joined_version=self.version,
+        )
         self.members[sid] = member
         key = _participant_key(user_id, name)
         known = self.participants.pop(key, None)
@@ -311,28 +347,47 @@ class Room:
         self.touch(now)
         return doc, True
 
-    def rebase(self, member: Member, doc: Document, text: str, base_version: int | None) -> Rebased:
-        """Work out, without changing anything, the room text this change produces."""
-        return doc.history.rebase(member.sid, text, base_version)
+    def rebase(
+        self,
+        member: Member,
+        doc: Document,
+        text: str,
+        base_version: int | None,
+        now: float,
+        answered: int | None = None,
+    ) -> Rebased:
+        """Work out, without changing anything, the room text this change (arrived at the
+        monotonic time `now`, its socket having answered `answered` probes) produces."""
+        stream = member.stream(doc.doc_id)
+        fetched = [version for address, version in self.served if address == member.address]
+        return stream.rebase(doc.history, member.sid, text, base_version, now, answered, fetched)
 
     def apply_text(
         self,
+        member: Member,
         doc: Document,
         rebased: Rebased,
         sent: str,
         language: str | None,
         now: datetime,
+        answered: int | None = None,
     ) -> TextChange | None:
-        """Make a rebased change the room text; None when it changes nothing."""
+        """Make a rebased change the room text; None when it changes nothing. `answered`: the
+        probes its socket had answered when it arrived."""
         new_language = language if language and doc.doc_id == MAIN_FILE_ID else self.language
         text_changed = rebased.text != doc.text
         language_changed = new_language != self.language
-        if not text_changed and not language_changed:
-            return None
         if text_changed:
             self._check_size(doc.doc_id, rebased.text)
+        stream = member.stream(doc.doc_id)
+        versioned = rebased.base_version is not None
+        if not text_changed and not language_changed:
+            doc.history.note(rebased)
+            stream.accepted(rebased, sent, self.next_seq(), versioned, answered)
+            return None
         version = self._next_version()
         doc.history.commit(rebased, version)
+        stream.accepted(rebased, sent, self.next_seq(), versioned, answered)
         if text_changed:
             doc.version = version
         if language_changed:
@@ -341,8 +396,21 @@ class Room:
         self.touch(now)
         return TextChange(doc, version, sent, rebased.merged, rebased.reason, language_changed)
 
+    def merge_text(self, doc: Document, text: str, now: datetime) -> bool:
+        """A whole text from outside (a REST save): nothing if the room held it recently (an
+        autosave of a text since typed over), else merged from the closest recent text."""
+        rebased = doc.history.rebase_rest(text)
+        if rebased is None or rebased.text == doc.text:
+            return False
+        self._check_size(doc.doc_id, rebased.text)
+        version = self._next_version()
+        doc.history.commit(rebased, version)
+        doc.version = version
+        self.touch(now)
+        return True
+
     def replace_text(self, doc: Document, text: str, now: datetime) -> bool:
-        """A whole new text from outside the room's merge (REST, an upload); True if changed."""
+        """A whole new text that replaces the room's (a new session's code); True if changed."""
         if text == doc.text:
             return False
         self._check_size(doc.doc_id, text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,8 +75,10 @@ class Rooms:
         settings: Settings,
         notifier: Notifier,
         clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
         self.writer = writer
         self.settings = settings
         self.notifier = notifier
@@ -113,7 +116,7 @@ class Rooms:
 
     async def _load(self, room_id: str) -> Room | None:
         record = await self.load_record(room_id)
-        return None if record is None else Room(record, self.settings)
+        return None if record is None else Room(record, self.settings, self.monotonic)
 
     async def open(self, room_id: str, *, create: bool) -> Room:
         """The live room, loading it once however many callers ask at the same time."""
@@ -135,7 +138,8 @@ class Rooms:
                 if loaded is None:
                     if not create:
                         raise SessionNotFound(f"Session {room_id} not found")
-                    loaded = Room(self._new_record(room_id, self.clock()), self.settings)
+                    record = self._new_record(room_id, self.clock())
+                    loaded = Room(record, self.settings, self.monotonic)
                     loaded.changes += 1  # a new session must reach the store
                 room = self.rooms[room_id] = loaded
                 self._schedule_unload(room)
@@ -144,7 +148,13 @@ class Rooms:
     # -- joining ---------------------------------------------------------------------------
 
     async def join(
-        self, sid: str, room_id: str, name: str, user_id: str | None, address: str
+        self,
+        sid: str,
+        room_id: str,
+        name: str,
+        user_id: str | None,
+        address: str,
+        round_trip: float = 0.0,
     ) -> Arrival:
         previous = self._joining.get(sid)
         if previous is not None:
@@ -154,6 +164,7 @@ class Rooms:
         try:
             room = await self.open(room_id, create=True)
             arrival = self._enter(sid, room, name, user_id, address)
+            arrival.member.round_trip = round_trip
         finally:
             done.set_result(None)
             if self._joining.get(sid) is done:

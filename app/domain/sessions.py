@@ -72,6 +72,7 @@ class Sessions:
             room.main,
             code if room.code == DEFAULT_CODE else None,
             language if room.language == DEFAULT_LANGUAGE else None,
+            merge=False,
         )
         room.add_participants([(creator_user_id, creator_name)], now)
         await self.persist(room)
@@ -121,10 +122,16 @@ class Sessions:
             return f"the store did not answer within {within} s"
         return None
 
-    async def record(self, room_id: str) -> tuple[SessionRecord, Room | None]:
-        """The session as it is now: the live room's state, else the stored one."""
+    async def record(
+        self, room_id: str, reader: str | None = None
+    ) -> tuple[SessionRecord, Room | None]:
+        """The session as it is now: the live room's state, else the stored one. A live
+        room remembers which version it served to the `reader`'s address (an editor that
+        restores its text over REST then types on it)."""
         room = self.rooms.rooms.get(room_id)
         if room is not None:
+            if reader is not None:
+                room.served.append((reader, room.version))
             return room.snapshot(), room
         record = await self.rooms.load_record(room_id)
         if record is None:
@@ -132,10 +139,10 @@ class Sessions:
         return record, None
 
     async def session(
-        self, room_id: str, *, before: int | None, limit: int
+        self, room_id: str, *, before: int | None, limit: int, reader: str | None = None
     ) -> tuple[SessionRecord, list[ChatRecord]]:
         """A session as it is now (live state first) with a page of its chat, oldest first."""
-        record, room = await self.record(room_id)
+        record, room = await self.record(room_id, reader)
         try:
             messages = await self.rooms.store.list_messages(room_id, before=before, limit=limit)
         except StoreError as error:
@@ -172,12 +179,12 @@ class Sessions:
 
     # -- files -------------------------------------------------------------------------------
 
-    async def files(self, room_id: str) -> tuple[FileRecord, ...]:
-        record, _ = await self.record(room_id)
+    async def files(self, room_id: str, reader: str | None = None) -> tuple[FileRecord, ...]:
+        record, _ = await self.record(room_id, reader)
         return with_main_content(record)
 
-    async def file(self, room_id: str, file_id: str) -> FileRecord:
-        for entry in await self.files(room_id):
+    async def file(self, room_id: str, file_id: str, reader: str | None = None) -> FileRecord:
+        for entry in await self.files(room_id, reader):
             if entry.file_id == file_id:
                 return entry
         raise FileNotFound("No file found with this file ID")

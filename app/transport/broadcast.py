@@ -60,11 +60,17 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class _RoomPacket(eio_packet.Packet):  # type: ignore[misc]
-    """An Engine.IO MESSAGE shared by every recipient of one broadcast; `key` names the
-    stream it belongs to when a newer packet of the same stream may replace it."""
+    """An Engine.IO packet (a MESSAGE, or a PING probe) shared by every recipient of one
+    broadcast; `key` names the stream it belongs to when a newer packet of the same stream
+    may replace it."""
 
-    def __init__(self, data: str, key: tuple[str, str, str] | None) -> None:
-        super().__init__(eio_packet.MESSAGE, data)
+    def __init__(
+        self,
+        data: str | None,
+        key: tuple[str, str, str] | None,
+        packet_type: int = eio_packet.MESSAGE,
+    ) -> None:
+        super().__init__(packet_type, data)
         self.key = key
         self._frame: bytes | None = None
 
@@ -136,12 +142,25 @@ def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[
     )
 
 
+class Receipts:
+    """How many Engine.IO PINGs a socket was sent and has answered (PONG), both in order: a
+    change that arrives before the answer to a PING was sent before the client processed
+    anything sent after that PING."""
+
+    __slots__ = ("answered", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.answered = 0
+
+
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
     """`socketio.AsyncManager` whose broadcasts skip the per-recipient tasks (module doc)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.websockets: dict[str, DirectWebSocket] = {}
+        self.receipts: dict[str, Receipts] = {}  # Engine.IO sid -> its PINGs and PONGs
         self.written = 0  # deliveries written directly
         self.queued = 0  # deliveries put on a queue
         self.coalesced = 0  # queued code updates replaced by a newer one before being sent
@@ -202,6 +221,47 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         if eio_sids:
             self.deliver(self._packet(event, args, key), eio_sids)
 
+    def track(self, sid: str) -> None:
+        """Count the PINGs a socket is sent (Engine.IO's own included) and its PONGs."""
+        eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
+        socket = self.server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if socket is None or eio_sid in self.receipts:
+            return
+        receipts = self.receipts[eio_sid] = Receipts()
+        send, receive = socket.send, socket.receive
+
+        async def counted_send(pkt: Any) -> None:
+            if pkt.packet_type == eio_packet.PING:
+                receipts.sent += 1
+            await send(pkt)
+
+        async def counted_receive(pkt: Any) -> None:
+            if pkt.packet_type == eio_packet.PONG:
+                receipts.answered += 1
+            await receive(pkt)
+
+        socket.send, socket.receive = counted_send, counted_receive
+
+    def forget(self, sid: str) -> None:
+        eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is not None:
+            self.receipts.pop(eio_sid, None)
+
+    def probe(self, sid: str) -> int | None:
+        """Send the socket a PING now, in order with what was sent before; its number."""
+        eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
+        receipts = self.receipts.get(eio_sid) if eio_sid is not None else None
+        if receipts is None:
+            return None
+        receipts.sent += 1
+        self.deliver(_RoomPacket(None, None, eio_packet.PING), [str(eio_sid)])
+        return receipts.sent
+
+    def answered(self, sid: str) -> int | None:
+        eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
+        receipts = self.receipts.get(eio_sid) if eio_sid is not None else None
+        return None if receipts is None else receipts.answered
+
     def deliver(self, pkt: _RoomPacket, eio_sids: Iterable[str]) -> None:
         eio = self.server.eio
         sockets = eio.sockets
@@ -215,7 +275,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             last_ping = socket.last_ping
             if last_ping and now - last_ping > ping_timeout:
                 # A client that stopped answering pings: the stock send closes it.
-                task = asyncio.ensure_future(socket.send(pkt))
+                task = asyncio.ensure_future(type(socket).send(socket, pkt))
                 task.add_done_callback(_ignore_result)
                 continue
             queue = socket.queue

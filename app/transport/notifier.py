@@ -30,6 +30,12 @@ class SocketNotifier:
         self._count(event, 1)
         self.manager.broadcast_now(event, args, group, () if skip is None else (skip,))
 
+    def probe(self, sid: str) -> int | None:
+        return self.manager.probe(sid)
+
+    def answered(self, sid: str) -> int | None:
+        return self.manager.answered(sid)
+
     def enter(self, sid: str, group: str) -> None:
         if self.manager.is_connected(sid, NAMESPACE):
             self.manager.basic_enter_room(sid, NAMESPACE, group)

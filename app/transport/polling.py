@@ -1,9 +1,14 @@
-"""Long-polling request bodies read whole: python-engineio reads a POST body with a single
-`read(length)`, which aiohttp may answer short for bodies of a few hundred KB, so a legal
-event over polling could arrive cut (and be refused as malformed JSON)."""
+"""Engine.IO requests as the server needs them: bodies read whole, and stamped with the time
+they arrived.
+
+python-engineio reads a long-polling POST body with a single `read(length)`, which aiohttp
+may answer short for bodies of a few hundred KB, so a legal event over polling could arrive
+cut (and be refused as malformed JSON). The arrival time of the handshake request, compared
+with when the client's Socket.IO CONNECT arrives, gives the connection's round trip."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +35,16 @@ class WholeBody:
         return b"".join(chunks)
 
 
+ARRIVED = "codecollab.arrived"  # the environ key of a request's arrival (monotonic seconds)
+
+
 def whole_bodies(translate: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
-    """Wrap engineio's aiohttp `translate_request` so the body is read whole."""
+    """Wrap engineio's aiohttp `translate_request`: the body read whole, the arrival stamped."""
 
     def translate_request(request: Any) -> dict[str, Any]:
         environ = translate(request)
         environ["wsgi.input"] = WholeBody(request.content)
+        environ[ARRIVED] = time.monotonic()
         return environ
 
     return translate_request

@@ -7,6 +7,7 @@ or `{ok: false, error}` with an `error` event); emitting is the notifier's job.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
 from app.storage.records import MAIN_FILE_ID
 from app.transport.notifier import SocketNotifier
+from app.transport.polling import ARRIVED
 from app.wire import inbound as m
 from app.wire import outbound
 from app.wire.catalog import EVENTS, Event, Relay
@@ -67,6 +69,7 @@ class SocketEvents:
         self.offsets: dict[str, m.ReconnectOffset] = {}  # from the connection's `auth`
         self.throttles: dict[str, ConnectionThrottle] = {}
         self.addresses: dict[str, str] = {}
+        self.round_trips: dict[str, float] = {}  # measured at connect (see polling.py)
         self.received: Counter[str] = Counter()  # events by name (metrics)
         self.unknown: Counter[str] = Counter()  # events nobody serves, by name
 
@@ -145,7 +148,11 @@ class SocketEvents:
         if refusal is not None:
             raise socketio.exceptions.ConnectionRefusedError(refusal)
         self.addresses[sid] = address
+        arrived = environ.get(ARRIVED)
+        if isinstance(arrived, float):
+            self.round_trips[sid] = max(0.0, time.monotonic() - arrived)
         self.throttles[sid] = self.guard.throttle()
+        self.notifier.manager.track(sid)
         offset = _offset_from_auth(auth)
         if offset is not None:
             self.offsets[sid] = offset
@@ -153,6 +160,8 @@ class SocketEvents:
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         self.offsets.pop(sid, None)
         self.throttles.pop(sid, None)
+        self.round_trips.pop(sid, None)
+        self.notifier.manager.forget(sid)
         address = self.addresses.pop(sid, None)
         if address is not None:
             self.guard.limits.disconnect(address)
@@ -163,7 +172,8 @@ class SocketEvents:
 
     async def on_join_room(self, sid: str, p: m.JoinRoom) -> Json:
         address = self.addresses.get(sid, "unknown")
-        arrival = await self.rooms.join(sid, p.roomId, p.userName, p.userId, address)
+        round_trip = self.round_trips.get(sid, 0.0)
+        arrival = await self.rooms.join(sid, p.roomId, p.userName, p.userId, address, round_trip)
         room = arrival.room
         seen = self._last_seen(sid, p)
         if seen is not None:

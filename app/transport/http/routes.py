@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
@@ -48,9 +50,12 @@ def answer(model: Answer, status: int = 200, *, exclude_none: bool = False) -> w
 class SessionRoutes:
     """Handlers of /api/*; a live room is always read and changed through memory first."""
 
-    def __init__(self, sessions: Sessions, settings: Settings) -> None:
+    def __init__(
+        self, sessions: Sessions, settings: Settings, address_of: Callable[[web.Request], str]
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
+        self.address_of = address_of  # the client's address (behind trusted proxies too)
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/openapi.json", self.openapi)
@@ -119,7 +124,7 @@ class SessionRoutes:
         room_id = self._room_id(request)
         query = self._query(MessagesQuery, request)
         record, messages = await self.sessions.session(
-            room_id, before=query.before, limit=query.limit
+            room_id, before=query.before, limit=query.limit, reader=self.address_of(request)
         )
         session = SessionOut.of(record, messages, with_main_content(record))
         return answer(SessionAnswer(session=session))
@@ -175,12 +180,12 @@ class SessionRoutes:
         return answer(SavedFileAnswer(message="File saved successfully", fileId=body.fileId))
 
     async def list_files(self, request: web.Request) -> web.Response:
-        files = await self.sessions.files(self._room_id(request))
+        files = await self.sessions.files(self._room_id(request), self.address_of(request))
         return answer(FilesAnswer(files=[FileOut.of(f) for f in files]))
 
     async def get_file(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        file = await self.sessions.file(room_id, self._file_id(request))
+        file = await self.sessions.file(room_id, self._file_id(request), self.address_of(request))
         return answer(FileAnswer(file=FileOut.of(file)))
 
     async def delete_file(self, request: web.Request) -> web.Response:

@@ -1,0 +1,327 @@
+"""Text operations: diff, apply, invert, compose and transform (operational transformation)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import fast_diff_match_patch as fdmp
+
+# Common text kept on each side of a change before calling the diff library: enough for its
+# semantic clean-up to slide the edit onto a word or line boundary, small enough that a
+# keystroke in a 100 KB document is diffed in microseconds (we trim the rest ourselves).
+_DIFF_CONTEXT = 256
+# Upper bound (seconds) on one diff of two unrelated texts; the library then returns a
+# coarser but still valid diff instead of blocking the event loop.
+_DIFF_TIMELIMIT = 0.1
+# Stands for the implicit "retain the rest of the text" that ends every operation.
+_ENDLESS = sys.maxsize
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Deletion of `text`; keeping the deleted characters makes every operation invertible."""
+
+    text: str
+
+
+# An operation is a tuple of components, like ot.js TextOperation: an int n > 0 retains n
+# characters, a str inserts it, a Delete deletes its text. A trailing retain is implicit,
+# so an operation does not depend on the document length and () is the identity.
+Component = int | str | Delete
+Op = tuple[Component, ...]
+
+
+def _size(component: Component | None) -> int:
+    """Number of characters a component spans (None is the implicit endless retain)."""
+    if component is None:
+        return _ENDLESS
+    if isinstance(component, int):
+        return component
+    if isinstance(component, str):
+        return len(component)
+    return len(component.text)
+
+
+class Builder:
+    """Accumulates components in canonical form (merged runs, insert before delete)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[Component] = []
+
+    def retain(self, n: int) -> None:
+        if n <= 0:
+            return
+        parts = self._parts
+        if parts and isinstance(parts[-1], int):
+            parts[-1] += n
+        else:
+            parts.append(n)
+
+    def insert(self, text: str) -> None:
+        if not text:
+            return
+        parts = self._parts
+        # Canonical order puts an insert before an adjacent delete, so equal edits compare equal.
+        at = len(parts) - 1 if parts and isinstance(parts[-1], Delete) else len(parts)
+        previous = parts[at - 1] if at > 0 else None
+        if isinstance(previous, str):
+            parts[at - 1] = previous + text
+        else:
+            parts.insert(at, text)
+
+    def delete(self, text: str) -> None:
+        if not text:
+            return
+        parts = self._parts
+        last = parts[-1] if parts else None
+        if isinstance(last, Delete):
+            parts[-1] = Delete(last.text + text)
+        else:
+            parts.append(Delete(text))
+
+    def add(self, component: Component) -> None:
+        if isinstance(component, int):
+            self.retain(component)
+        elif isinstance(component, str):
+            self.insert(component)
+        else:
+            self.delete(component.text)
+
+    def build(self) -> Op:
+        parts = self._parts
+        if parts and isinstance(parts[-1], int):
+            parts.pop()  # the trailing retain is implicit
+        return tuple(parts)
+
+
+class _Cursor:
+    """Walks an operation, handing out whole inserts or n-character pieces of the rest."""
+
+    __slots__ = ("_i", "_op", "head")
+
+    def __init__(self, op: Op) -> None:
+        self._op = op
+        self._i = 0
+        self.head: Component | None = op[0] if op else None
+
+    def skip(self) -> None:
+        self._i += 1
+        self.head = self._op[self._i] if self._i < len(self._op) else None
+
+    def take(self, n: int) -> Component:
+        """Consume the first n characters of the head (n <= its size) and return them."""
+        head = self.head
+        if head is None:
+            return n
+        if n == _size(head):
+            self.skip()
+            return head
+        if isinstance(head, int):
+            self.head = head - n
+            return n
+        if isinstance(head, str):
+            self.head = head[n:]
+            return head[:n]
+        self.head = Delete(head.text[n:])
+        return Delete(head.text[:n])
+
+
+def apply(op: Op, text: str) -> str:
+    """Apply op to text; raise ValueError if op does not fit text."""
+    parts: list[str] = []
+    pos = 0
+    for component in op:
+        if isinstance(component, int):
+            end = pos + component
+            if end > len(text):
+                raise ValueError("operation is longer than the text")
+            parts.append(text[pos:end])
+            pos = end
+        elif isinstance(component, str):
+            parts.append(component)
+        else:
+            # Checking the deleted characters catches a history/op mismatch instead of corrupting.
+            if not text.startswith(component.text, pos):
+                raise ValueError("operation deletes characters the text does not have")
+            pos += len(component.text)
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def invert(op: Op) -> Op:
+    """The operation that undoes op (maps its result back to its input)."""
+    out = Builder()
+    for component in op:
+        if isinstance(component, int):
+            out.retain(component)
+        elif isinstance(component, str):
+            out.delete(component)
+        else:
+            out.insert(component.text)
+    return out.build()
+
+
+def compose(first: Op, second: Op) -> Op:
+    """One operation with the effect of applying first, then second."""
+    out = Builder()
+    a, b = _Cursor(first), _Cursor(second)
+    while True:
+        if isinstance(a.head, Delete):  # deleted by first: second never sees these characters
+            out.delete(a.head.text)
+            a.skip()
+        elif isinstance(b.head, str):  # inserted by second: first never saw them
+            out.insert(b.head)
+            b.skip()
+        elif a.head is None and b.head is None:
+            return out.build()
+        else:
+            n = min(_size(a.head), _size(b.head))
+            piece_a, piece_b = a.take(n), b.take(n)
+            if isinstance(piece_b, Delete):
+                if isinstance(piece_a, int):
+                    out.delete(piece_b.text)
+                # else: inserted by first and deleted by second, nothing remains
+            else:
+                out.add(piece_a)  # a retain or the part of first's insert that second kept
+
+
+def transform(prior: Op, other: Op, *, other_first: bool = False) -> tuple[Op, Op]:
+    """Transform two ops on the same text: returns (prior', other') with
+    other' after prior == prior' after other.
+
+    Inserts always survive whole: an insert meeting the other side's delete is emitted first,
+    which splits the delete around it; at the same position prior's insert goes first, unless
+    `other_first` (other continues a run of its author's own typing there).
+    """
+    prior_out, other_out = Builder(), Builder()
+    a, b = _Cursor(prior), _Cursor(other)
+    while True:
+        if other_first and isinstance(a.head, str) and isinstance(b.head, str):
+            prior_out.retain(len(b.head))
+            other_out.insert(b.head)
+            b.skip()
+        elif isinstance(a.head, str):
+            prior_out.insert(a.head)
+            other_out.retain(len(a.head))
+            a.skip()
+        elif isinstance(b.head, str):
+            prior_out.retain(len(b.head))
+            other_out.insert(b.head)
+            b.skip()
+        elif a.head is None and b.head is None:
+            return prior_out.build(), other_out.build()
+        else:
+            n = min(_size(a.head), _size(b.head))
+            piece_a, piece_b = a.take(n), b.take(n)
+            if isinstance(piece_a, int) and isinstance(piece_b, int):
+                prior_out.retain(n)
+                other_out.retain(n)
+            elif isinstance(piece_a, Delete) and isinstance(piece_b, int):
+                prior_out.delete(piece_a.text)
+            elif isinstance(piece_a, int) and isinstance(piece_b, Delete):
+                other_out.delete(piece_b.text)
+            # both deleted the same characters: neither has anything left to do
+
+
+def compose_all(ops: Iterable[Op]) -> Op:
+    result: Op = ()
+    for op in ops:
+        result = compose(result, op)
+    return result
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, by binary search on slices (C-speed compares)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[low:mid] == b[low:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    """Length of the common suffix, at most limit (so it never overlaps the prefix)."""
+    low, high = 0, limit
+    len_a, len_b = len(a), len(b)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[len_a - mid : len_a - low] == b[len_b - mid : len_b - low]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def diff(old: str, new: str) -> Op:
+    """The edit turning old into new, computed by the diff library around the changed span."""
+    if old == new:
+        return ()
+    prefix = _common_prefix(old, new)
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    start = max(0, prefix - _DIFF_CONTEXT)
+    tail = max(0, suffix - _DIFF_CONTEXT)
+    old_mid, new_mid = old[start : len(old) - tail], new[start : len(new) - tail]
+    pairs: list[tuple[str, int]] = fdmp.diff(
+        old_mid, new_mid, timelimit=_DIFF_TIMELIMIT, cleanup="Semantic"
+    )
+    out = Builder()
+    out.retain(start)
+    old_pos = new_pos = 0  # lengths are code points, like Python str indices
+    for kind, length in pairs:
+        if kind == "=":
+            out.retain(length)
+            old_pos += length
+            new_pos += length
+        elif kind == "+":
+            out.insert(new_mid[new_pos : new_pos + length])
+            new_pos += length
+        else:
+            out.delete(old_mid[old_pos : old_pos + length])
+            old_pos += length
+    return out.build()
+
+
+def transform_past(edit: Op, chain: Sequence[Op], *, edit_first: bool = False) -> tuple[Op, Op]:
+    """Move edit past each op of chain (those win ties, unless `edit_first`); return
+    (edit', chain') where chain' is the chain transformed past edit, composed into one op
+    (the bridge)."""
+    bridge: list[Op] = []
+    for op in chain:
+        op_after_edit, edit = transform(op, edit, other_first=edit_first)
+        bridge.append(op_after_edit)
+    return edit, compose_all(bridge)
+
+
+def insertion(op: Op) -> tuple[int, int] | None:
+    """(where, where it ends) of the text a pure insertion op inserts, in the output's
+    positions; None for any other op."""
+    at, inserted = 0, None
+    for component in op:
+        if isinstance(component, int):
+            if inserted is not None:
+                return None
+            at += component
+        elif isinstance(component, str):
+            if inserted is not None:
+                return None
+            inserted = component
+        else:
+            return None
+    return None if inserted is None else (at, at + len(inserted))
+
+
+def edit_cost(old: str, new: str) -> int:
+    """A cheap measure of how much editing turns `old` into `new`: the lengths of the parts
+    that differ once the common prefix and suffix are set aside (0: the same text)."""
+    if old == new:
+        return 0
+    prefix = _common_prefix(old, new)
+    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    return len(old) + len(new) - 2 * (prefix + suffix)

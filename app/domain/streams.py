@@ -1,0 +1,190 @@
+"""What one connection has of one text: the texts the server gave it and the changes it sent.
+
+A full-text change is typed on whatever the client's editor showed: a text the server gave
+it, its own previous text, one of those with its unacknowledged changes kept, or a text it
+fetched over REST. `Stream.rebase` offers the merge exactly those candidates; `accepted`
+then works out what the client will show once everything in flight has arrived, so that it
+is sent the room text when (and only when) that differs.
+
+Which texts the client had processed when it sent a change is known exactly: each text is
+followed by a *probe* (an Engine.IO PING, which every client answers by itself, in order).
+A change that arrives after the answer to a text's probe was typed after the client
+processed that text; one that arrives before it, before (a client processes a text and the
+probe right behind it at once). Without probes (a transport that cannot send them), texts
+sent less than half the connection's round trip before a change arrived count as unseen.
+
+Positions (`seq`) order everything the server sent to and received from the connection.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from app.domain.merge import HISTORY, Base, Rebased, TextHistory
+
+MAX_GIVEN = 64  # texts remembered per connection and text (a passive reader's last updates)
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    seq: int
+    version: int
+    text: str
+    at: float  # when it was sent
+    probe: int | None = None  # the number of the probe sent right after it
+
+
+class Stream:
+    """One connection's view of one text."""
+
+    __slots__ = (
+        "answered_at_own",
+        "base_seq",
+        "changed",
+        "given",
+        "held",
+        "own_seq",
+        "round_trip",
+        "since",
+        "versioned",
+        "versions_given",
+    )
+
+    def __init__(self, since: int, round_trip: float = 0.0) -> None:
+        self.given: deque[Given] = deque(maxlen=MAX_GIVEN)
+        self.versions_given: deque[int] = deque(maxlen=MAX_GIVEN)  # never pruned by a base
+        self.held: str | None = None  # what its editor shows once everything has arrived
+        self.base_seq = -1  # where the base of its last change was
+        self.own_seq = -1  # where its last change was received
+        self.answered_at_own: int | None = None  # probes it had answered by its last change
+        self.changed = False
+        self.versioned = False  # its last change named its base (baseVersion)
+        self.since = since  # the room version when it joined
+        self.round_trip = round_trip  # the connection's shortest round trip, seconds
+
+    @property
+    def wants_probes(self) -> bool:
+        """Whether its changes will be inferred: it has not named a base (baseVersion)."""
+        return not self.versioned
+
+    def give(self, seq: int, version: int, text: str, at: float) -> None:
+        """The server sent it `text`, the room text at `version`, at time `at`."""
+        self.given.append(Given(seq, version, text, at))
+        self.versions_given.append(version)
+        self.held = text
+
+    def probed(self, probe: int | None) -> None:
+        """The probe numbered `probe` was sent right after the last text given."""
+        if probe is not None and self.given:
+            self.given[-1] = replace(self.given[-1], probe=probe)
+
+    def rebase(
+        self,
+        history: TextHistory,
+        author: str,
+        sent: str,
+        base_version: int | None,
+        now: float,
+        answered: int | None = None,
+        fetched: Iterable[int] = (),
+    ) -> Rebased:
+        """The room text this change, arrived at time `now` after `answered` probes were
+        answered, produces (nothing is changed). `fetched`: the room versions its client
+        was served over REST since it joined."""
+        if base_version is not None:  # it says what it applied last: the history's rule
+            applied = base_version in self.versions_given
+            return history.rebase(author, sent, base_version, applied=applied)
+        shown = self._shown(history, author, answered, now)
+        repeat = shown is not None and sent == shown  # it sends what it shows: a repeat
+        bases = self._bases(history, author, now, answered, fetched)
+        return history.rebase_from(author, sent, bases, repeat=repeat)
+
+    def _seen(self, answered: int | None, now: float) -> list[Given]:
+        """The texts given after its last base that it had processed when it sent."""
+        fresh = [g for g in self.given if g.seq > self.base_seq]
+        if answered is not None and all(g.probe is not None for g in fresh):
+            return [g for g in fresh if g.probe is not None and g.probe <= answered]
+        reached = now - self.round_trip  # without probes: what had had time to arrive
+        return [g for g in fresh if g.at <= reached]
+
+    def _typed_after(self, latest: Given | None) -> bool:
+        """Whether its previous change was sent after it had processed `latest`."""
+        if latest is None:
+            return True
+        if latest.probe is not None and self.answered_at_own is not None:
+            return self.answered_at_own >= latest.probe
+        return latest.seq < self.own_seq
+
+    def _shown(
+        self, history: TextHistory, author: str, answered: int | None, now: float
+    ) -> str | None:
+        """What its editor showed when it sent the change, when that is known."""
+        seen = self._seen(answered, now)
+        latest = seen[-1] if seen else None
+        own = history.own(author, 0)
+        if own is not None and self._typed_after(latest):
+            return own.text
+        return latest.text if latest is not None else None
+
+    def _bases(
+        self,
+        history: TextHistory,
+        author: str,
+        now: float,
+        answered: int | None,
+        fetched: Iterable[int],
+    ) -> list[Base]:
+        seen = self._seen(answered, now)
+        latest = seen[-1] if seen else None
+        own = history.own(author, self.own_seq)
+        bases: list[Base] = []
+        if own is not None and self._typed_after(latest):
+            bases.append(own)  # nothing processed since its previous change replaced it
+        else:
+            # An editor that names no base replaces its text with each text it is given (a
+            # client that keeps its own edits through updates needs versions: baseVersion).
+            exact = answered is not None and all(g.probe is not None for g in seen)
+            for given in seen[-1:] if exact else seen:
+                base = history.given(given.version, given.text, given.seq)
+                if base is not None:
+                    bases.append(base)
+            if own is not None and not exact:
+                bases.append(own)
+        if not self.changed:  # a first change: typed on the text it joined with, or fetched
+            for version in sorted({self.since, *(v for v in fetched if v >= self.since)}):
+                base = history.at(version, version)
+                if base is not None:
+                    bases.append(replace(base, rank=(HISTORY, version), kind="history"))
+        return bases
+
+    def accepted(
+        self,
+        rebased: Rebased,
+        sent: str,
+        seq: int,
+        versioned: bool = False,
+        answered: int | None = None,
+    ) -> None:
+        """Its change was accepted (received at position `seq`, after `answered` probes were
+        answered): what does it show now?"""
+        base = rebased.base
+        if base is None or base.version is None:
+            pass  # typed on its own text: what was in flight before still is
+        elif base.kind in ("given", "own_on"):
+            self.base_seq = base.rank[1]
+        else:  # a room text of some version: what was given up to it was applied
+            self.base_seq = max(
+                [g.seq for g in self.given if g.version <= base.version], default=self.base_seq
+            )
+        # Texts given after its base were on their way: its editor ends with the last of them
+        # (an editor that applies every update), else with what it sent.
+        crossing = [g for g in self.given if g.seq > self.base_seq]
+        self.held = crossing[-1].text if crossing else sent
+        while self.given and self.given[0].seq <= self.base_seq:
+            self.given.popleft()
+        self.own_seq = seq
+        self.answered_at_own = answered
+        self.changed = True
+        self.versioned = versioned
