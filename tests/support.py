@@ -67,9 +67,7 @@ async def running_server(
     settings: Settings, store: SessionStore | None = None
 ) -> AsyncIterator[RunningServer]:
     app = create_app(settings, store)
-    runner = web.AppRunner(
-        app, shutdown_timeout=0.5, handler_cancellation=HANDLER_CANCELLATION
-    )
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=HANDLER_CANCELLATION)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

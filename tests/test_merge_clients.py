@@ -8,7 +8,8 @@ The models (docs/protocol.md, "What the server guarantees for each kind of clien
 2. a version-aware client that replaces its text with every newer update and sends the
    version of the last one it applied as baseVersion;
 3. the documented recipe (acknowledgements, in-flight changes);
-4. a client like ot.js: it keeps its unacknowledged edits and rebases them onto each update.
+4. a client like ot.js: it sends changes (deltas), keeps its unacknowledged edits and
+   transforms each incoming change past them.
 Fast typists send without waiting for anything. Hypothesis seeds every run (derandomized in
 CI through the `ci` profile, see conftest.py), so a failing example replays.
 """
@@ -29,11 +30,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.domain.editing import Editing
-from app.domain.ot import apply, diff, transform
+from app.domain.ot import (
+    Builder,
+    Op,
+    apply,
+    caret_after,
+    compose,
+    diff,
+    last_insertion_end,
+    transform,
+)
 from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
 from app.domain.writer import DebouncedWriter
 from app.storage.records import MAIN_FILE_ID, ChatRecord, SessionRecord, SessionSummary
+from app.wire.inbound import TextEdit
 from tests.support import fast_settings
 
 ROOM = "MERGE"
@@ -122,12 +133,6 @@ class Notifier:
     def leave(self, sid: str, group: str) -> None:
         if sid in self.groups.get(group, []):
             self.groups[group].remove(sid)
-
-
-def rebase_onto(base: str, local: str, remote: str) -> str:
-    """A client-side merge: the edits base -> local, moved past base -> remote."""
-    _, mine = transform(diff(base, remote), diff(base, local))
-    return apply(mine, remote)
 
 
 @dataclass
@@ -234,58 +239,95 @@ class Recipe(ClientModel):
                 self.text = data["code"]
 
 
-class Rebaser(ClientModel):
-    """(4) Like ot.js: its unacknowledged edits, kept as operations on the last room text it
-    knows, are transformed past each update (diffed from that text) and each merge an
-    acknowledgement reveals."""
+def op_to_edits(op: Op) -> list[dict[str, Any]]:
+    """A client's own conversion of an op to `{from, to, insert}` changes (the texts here are
+    all in the Basic Multilingual Plane: a code point is one UTF-16 unit)."""
+    edits: list[dict[str, Any]] = []
+    at = 0
+    for component in op:
+        if isinstance(component, int):
+            at += component
+        elif isinstance(component, str):
+            edits.append({"from": at, "to": at, "insert": component})
+        else:
+            edits.append({"from": at, "to": at + len(component.text), "insert": ""})
+            at += len(component.text)
+    return edits
 
-    confirmed = 0  # the version of `server_text`
-    server_text = ""
-    pending: list[Any]  # its edits not acknowledged yet, in order, on top of server_text
+
+def edits_to_op(edits: list[dict[str, Any]], text: str) -> Op:
+    """The op of `{from, to, insert}` changes on `text`."""
+    out, at = Builder(), 0
+    for edit in edits:
+        out.retain(edit["from"] - at)
+        out.insert(edit["insert"])
+        out.delete(text[edit["from"] : edit["to"]])
+        at = edit["to"]
+    return out.build()
+
+
+class OtClient(ClientModel):
+    """(4) Like ot.js: it joins with `deltas`, keeps one change in flight and buffers what it
+    types meanwhile; each change from others is transformed past both, and its own change
+    coming back acknowledges it. Where both insert at one place, its own change goes first
+    at the place its last insertion ended (docs/protocol.md), else theirs."""
+
+    revision = 0
+    server_text = ""  # the room text at `revision`
+    caret: int | None = None  # where its last acknowledged insertion ended, in server_text
+    outstanding: Op | None = None  # sent, not acknowledged (on server_text)
+    buffer: Op | None = None  # typed since (on server_text + outstanding)
+    outstanding_caret: int | None = None  # its ties: the caret, in the outstanding's base
+    buffer_caret: int | None = None  # where the outstanding's last insertion ended
 
     def joined(self, text: str, version: int) -> None:
-        self.text, self.server_text, self.confirmed = text, text, version
-        self.pending = []
+        self.text, self.server_text, self.revision = text, text, version
 
     def edit(self, text: str) -> None:
-        self.pending.append(diff(self.text, text))
-        super().edit(text)
-
-    def change(self) -> dict[str, Any]:
-        return {"code": self.text, "baseVersion": self.confirmed}
-
-    def _rebase(self, remote: Any) -> None:
-        """Move the pending edits past `remote` (an op on server_text)."""
-        moved = []
-        for op in self.pending:
-            remote, op = transform(remote, op)
-            moved.append(op)
-        self.pending = moved
-
-    def _show(self) -> None:
-        text = self.server_text
-        for op in self.pending:
-            text = apply(op, text)
+        op = diff(self.text, text)
         self.text = text
+        if self.outstanding is None:
+            self._send(op, self.caret)
+        elif self.buffer is None:
+            self.buffer = op
+            self.buffer_caret = last_insertion_end(self.outstanding)
+        else:
+            self.buffer = compose(self.buffer, op)
+
+    def _send(self, op: Op, caret: int | None) -> None:
+        self.outstanding, self.outstanding_caret = op, caret
+        change = {"changes": op_to_edits(op), "baseVersion": self.revision}
+        self.outbox.append((self._arrival(self.outbox), change))
 
     def update(self, data: dict[str, Any]) -> None:
-        if data["userId"] == self.sid or data["version"] <= self.confirmed:
-            return  # its own change echoed: the acknowledgement brings it
-        self._rebase(diff(self.server_text, data["code"]))
-        self.server_text, self.confirmed = data["code"], data["version"]
-        self._show()
+        if "changes" not in data:  # a whole text: nothing in flight can be kept
+            assert self.outstanding is None, "a whole text reached a client with changes in flight"
+            self.text = self.server_text = data["code"]
+            self.revision = data["version"]
+            return
+        remote = edits_to_op(data["changes"], self.server_text)
+        self.server_text = apply(remote, self.server_text)
+        self.revision = data["version"]
+        if data["userId"] == self.sid:  # its own change: acknowledged
+            self.caret = last_insertion_end(remote)
+            buffer, caret = self.buffer, self.buffer_caret
+            self.outstanding = self.buffer = None
+            if buffer is not None:
+                self._send(buffer, caret)
+            return
+        self.caret = caret_after(remote, self.caret)
+        if self.outstanding is not None:
+            caret = self.outstanding_caret
+            self.outstanding_caret = caret_after(remote, caret)
+            remote, self.outstanding = transform(remote, self.outstanding, other_first_at=caret)
+        if self.buffer is not None:
+            caret = self.buffer_caret
+            self.buffer_caret = caret_after(remote, caret)
+            remote, self.buffer = transform(remote, self.buffer, other_first_at=caret)
+        self.text = apply(remote, self.text)
 
-    def ack(self, data: dict[str, Any]) -> None:
-        mine = self.pending.pop(0)
-        server_text = apply(mine, self.server_text)
-        if data.get("code") is not None and data["code"] != server_text:
-            self._rebase(diff(server_text, data["code"]))
-            server_text = data["code"]
-        self.server_text, self.confirmed = server_text, max(self.confirmed, data["version"])
-        self._show()
 
-
-MODELS = {"unchanged": Unchanged, "replacer": Replacer, "recipe": Recipe, "rebaser": Rebaser}
+MODELS = {"unchanged": Unchanged, "replacer": Replacer, "recipe": Recipe, "ot": OtClient}
 
 
 class Simulation:
@@ -321,6 +363,7 @@ class Simulation:
             address = f"10.0.0.{client.sid}"
             await self.rooms.join(client.sid, ROOM, client.sid, None, address, 2 * client.latency)
             client.inbox.clear()  # presence events
+            self.rooms.rooms[ROOM].members[client.sid].deltas = isinstance(client, OtClient)
             client.joined(room.code, room.version)
 
     @property
@@ -329,9 +372,10 @@ class Simulation:
 
     def insert(self, client: ClientModel, pick: int) -> None:
         """Type a new token at a token boundary, one keystroke (one change) per character."""
-        names = tokens(client.text)
-        at = pick % (len(names) + 1)
-        offset = sum(len(token_text(n)) for n in names[:at])
+        # After a whole token (or at the start): never inside a token, even one that
+        # another client is still typing (its first characters may have arrived).
+        boundaries = [0] + [match.end() for match in TOKEN.finditer(client.text)]
+        offset = boundaries[pick % len(boundaries)]
         name = client.new_token()
         self.alive.add(name)
         for i, character in enumerate(token_text(name)):
@@ -353,7 +397,14 @@ class Simulation:
             self.notifier.answers[client.sid] += 1
             return
         answer = await self.editing.change_text(
-            client.sid, ROOM, MAIN_FILE_ID, change["code"], change.get("baseVersion")
+            client.sid,
+            ROOM,
+            MAIN_FILE_ID,
+            change.get("code"),
+            change.get("baseVersion"),
+            changes=[TextEdit.model_validate(c) for c in change["changes"]]
+            if "changes" in change
+            else None,
         )
         client.deliver("ack", {"version": answer.version, "code": answer.text})
 
@@ -432,7 +483,7 @@ actions = st.lists(
     ),
     max_size=50,
 )
-kinds = st.lists(st.sampled_from(["unchanged", "replacer", "recipe"]), min_size=2, max_size=4)
+kinds = st.lists(st.sampled_from(sorted(MODELS)), min_size=2, max_size=4)
 
 
 @settings(

@@ -7,12 +7,15 @@ receives versions in increasing order; chat and language changes are held there 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from app.config import Settings
-from app.domain.errors import StoreUnavailable
+from app.domain.deltas import op_to_changes
+from app.domain.errors import BaseTooOld, StoreUnavailable
+from app.domain.ot import Op
 from app.domain.ports import Notifier
 from app.domain.room import Document, Member, Room
 from app.domain.rooms import Missed, Rooms
@@ -43,6 +46,7 @@ class TextOut:
     version: int
     language: str
     at: datetime
+    delta: tuple[int, Op] | None = None  # the version before and the change (delta readers)
 
 
 @dataclass(frozen=True)
@@ -77,13 +81,15 @@ class Editing:
         sid: str,
         room_id: str,
         doc_id: str,
-        text: str,
+        text: str | None,
         base_version: int | None,
         language: str | None = None,
         *,
         as_file: bool = False,
+        changes: Sequence[Any] | None = None,
     ) -> TextAnswer:
-        """A full text from a socket (`codeChange` for the main text, `changeFile` for any)."""
+        """A text from a socket (`codeChange` for the main text, `changeFile` for any): the
+        whole text, or `changes` (a delta) on the text at `base_version`."""
         room, member = await self.rooms.member(sid, room_id)
         if as_file:
             member.uses_files = True
@@ -91,18 +97,31 @@ class Editing:
             member.uses_code = True
         doc = room.docs.get(doc_id)
         if doc is None or (as_file and not doc.listed):
-            room.check_new_text(doc_id, text)  # a refused change makes no file
+            room.check_new_text(doc_id, text or "")  # a refused change makes no file
             doc = self.create_file(room, doc_id, doc_id)
         answered = self.notifier.answered(sid)
-        rebased = room.rebase(member, doc, text, base_version, self.monotonic(), answered)
+        if changes is not None and base_version is not None:
+            rebased = room.rebase_delta(member, doc, changes, base_version)
+            if rebased is None:  # its base is gone: it starts again from the room text
+                member.stream(doc_id).held = None
+                self._publish_text(room, doc, [member], None, as_file=as_file)
+                raise BaseTooOld(f"baseVersion {base_version} is no longer kept")
+            text = rebased.sent
+        else:
+            text = text or ""
+            rebased = room.rebase(member, doc, text, base_version, self.monotonic(), answered)
         language = self._code_language(member, room, language)
         change = room.apply_text(member, doc, rebased, text, language, self._now, answered)
         if change is None:
-            if not member.shows(doc_id, doc.text):  # it changed nothing: bring it up to date
+            if member.deltas:  # its change is acknowledged in the order of the others
+                nothing = (room.version, ())
+                self._publish_text(room, doc, [member], member, as_file=as_file, delta=nothing)
+            elif not member.shows(doc_id, doc.text):  # it changed nothing: bring it up to date
                 self._publish_text(room, doc, [member], None, as_file=as_file)
             return TextAnswer(room.version, doc.text if text != doc.text else None, False, None)
         self.rooms.writer.changed(room)
-        ticket = self._publish_text(room, doc, None, member, as_file=as_file)
+        delta = doc.history.last_change()
+        ticket = self._publish_text(room, doc, None, member, as_file=as_file, delta=delta)
         if change.language_changed:
             self._publish_language(room, member, skip=member.sid)
         await ticket.wait_sent()
@@ -135,10 +154,12 @@ class Editing:
         author: Member | None,
         *,
         as_file: bool = False,
+        delta: tuple[int, Op] | None = None,
     ) -> Ticket:
         """Send the text as it is now, labelled with the room's version now, in the room's
-        event order: to `members` (None: whoever is in the room when it leaves)."""
-        out = TextOut(doc.doc_id, doc.text, room.version, room.language, self._now)
+        event order: to `members` (None: whoever is in the room when it leaves). Members
+        that read deltas get `delta` (the version before, and the change) instead."""
+        out = TextOut(doc.doc_id, doc.text, room.version, room.language, self._now, delta)
         return room.sequencer.publish(
             lambda: self._send_text(room, out, members, author, as_file), version=out.version
         )
@@ -158,18 +179,21 @@ class Editing:
         now = self.monotonic()
         code_to: list[str] = []
         file_to: list[str] = []
+        code_delta_to: list[str] = []
+        file_delta_to: list[str] = []
         probed: list[Member] = []
         for member in room.members.values() if members is None else members:
-            if member.shows(out.doc_id, out.text):
+            by_delta = out.delta is not None and member.deltas
+            if not by_delta and member.shows(out.doc_id, out.text):
                 continue
             stream = member.stream(out.doc_id)
             stream.give(room.next_seq(), out.version, out.text, now)
             if stream.wants_probes:
                 probed.append(member)
             if main and member.reads_code_updates(as_file):
-                code_to.append(member.sid)
+                (code_delta_to if by_delta else code_to).append(member.sid)
             if member.reads_file_updates(as_file):
-                file_to.append(member.sid)
+                (file_delta_to if by_delta else file_to).append(member.sid)
         sid, name = (author.sid, author.name) if author else (None, outbound.SERVER_NAME)
         key = f"{room.room_id}/{out.doc_id}"
         if code_to:
@@ -178,6 +202,17 @@ class Editing:
         if file_to:
             update = outbound.file_content_update(out.doc_id, out.text, sid, name, out.version)
             self.notifier.send(file_to, "fileContentUpdate", update, replaces=key)
+        if out.delta is not None and (code_delta_to or file_delta_to):
+            base, op = out.delta
+            changes = op_to_changes(op, out.text)
+            if code_delta_to:
+                payload = outbound.code_delta(
+                    changes, base, out.language, sid, name, out.at, out.version
+                )
+                self.notifier.send(code_delta_to, "codeUpdate", payload)
+            if file_delta_to:
+                update = outbound.file_delta(out.doc_id, changes, base, sid, name, out.version)
+                self.notifier.send(file_delta_to, "fileContentUpdate", update)
         for member in probed:
             self._probe(member, out.doc_id)
 
@@ -209,7 +244,7 @@ class Editing:
         if text_changed or language_changed:
             self.rooms.writer.changed(room)
         if text_changed:
-            self._publish_text(room, doc, None, None)
+            self._publish_text(room, doc, None, None, delta=doc.history.last_change())
         if language_changed:
             self._publish_language(room, None)
         return text_changed, language_changed

@@ -68,3 +68,9 @@ class NotAllowed(DomainError):
     code = "not_allowed"
     status = 403
     title = "Not allowed"
+
+
+class BaseTooOld(DomainError):
+    code = "base_too_old"
+    status = 409
+    title = "Base too old"

@@ -36,11 +36,13 @@ from dataclasses import dataclass, field
 from app.domain.ot import (
     Op,
     apply,
+    caret_after,
     compose,
     diff,
     edit_cost,
     insertion,
     invert,
+    last_insertion_end,
     transform,
     transform_past,
 )
@@ -86,6 +88,11 @@ class Rebased:
     _from_version: int = field(repr=False, compare=False)
     _owner: object = field(repr=False, compare=False)
 
+    @property
+    def sent(self) -> str:
+        """The text its author sent (or, for a delta, made)."""
+        return self._sent
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
@@ -102,6 +109,7 @@ class _AuthorState:
     bridge: Op  # maps `sent` to the room text at `version`
     base: int | None  # the baseVersion it declared
     caret: int | None  # where, in `sent`, its last insertion ended (None: not an insertion)
+    room_caret: int | None = None  # the same, in the room text at `version`
 
 
 class TextHistory:
@@ -315,6 +323,54 @@ class TextHistory:
             return self._last_writer_wins(author, sent, "base_too_old", base_version)
         return self.rebase_from(author, sent, usable, base_version=version)
 
+    def text_at(self, version: int) -> str:
+        """The room text at a kept `version` (the current one beyond it)."""
+        version = min(version, self._version)
+        if version < self._oldest:
+            raise ValueError(f"version {version} is no longer kept")
+        return self._text_at(version)
+
+    def rebase_op(
+        self, author: str, op: Op, base_version: int, base: str | None = None
+    ) -> Rebased | None:
+        """A change given as an op on the room text at `base_version` (a delta), moved past
+        everything accepted since (where both insert at one place, the earlier change comes
+        first). None when that version is no longer kept. `base`: its text, if known."""
+        version = min(base_version, self._version)
+        if version < self._oldest:
+            return None
+        if base is None:
+            base = self._text_at(version)
+        sent = apply(op, base)  # ValueError: the op does not fit that text
+        chain = self._ops_after(version)
+        moved, bridge = transform_past(op, chain, first_at=self._caret(author, version))
+        text = apply(moved, self._text)
+        chosen = Base(base, (STREAM, 0), lambda: [], "at", version)
+        return self._rebased(
+            author, sent, text, moved, bridge, True, None, chosen, version, edit=op
+        )
+
+    def _caret(self, author: str, version: int) -> int | None:
+        """Where the author's last insertion ended, in the room text at `version` (text
+        inserted there since went after it; None once what it typed there was deleted).
+        A delta inserting there goes on typing: it goes ahead of others' text inserted at
+        that place since, so that its words stay whole."""
+        state = self._authors.get(author)
+        if state is None or state.room_caret is None or version < state.version:
+            return None
+        caret: int | None = state.room_caret
+        for entry in self._entries:
+            if state.version < entry.version <= version and entry.op:
+                caret = caret_after(entry.op, caret)
+        return caret
+
+    def last_change(self) -> tuple[int, Op]:
+        """The version before the newest one, and the op from its text to the current text."""
+        if not self._entries:
+            return self._version, ()
+        previous = self._entries[-2].version if len(self._entries) > 1 else self._oldest
+        return previous, self._entries[-1].op
+
     def rebase_rest(self, sent: str) -> Rebased | None:
         """A whole text from outside (a REST save): None if the room held it at any kept
         version or a connection sent it last (an autosave of a text since typed over), else
@@ -337,7 +393,12 @@ class TextHistory:
         self._append(version, rebased._op, rebased.text, rebased._author)
         if rebased._author is not None:
             self._authors[rebased._author] = _AuthorState(
-                version, rebased._sent, rebased._bridge, rebased.base_version, rebased.caret
+                version,
+                rebased._sent,
+                rebased._bridge,
+                rebased.base_version,
+                rebased.caret,
+                last_insertion_end(rebased._op),
             )
         self._prune()
 
@@ -383,8 +444,12 @@ class TextHistory:
         reason: str | None,
         base: Base | None,
         base_version: int | None = None,
+        *,
+        edit: Op | None = None,  # base -> sent, when known
     ) -> Rebased:
-        inserted = insertion(diff(base.text, sent)) if base is not None else None
+        if edit is None and base is not None:
+            edit = diff(base.text, sent)
+        inserted = insertion(edit) if edit is not None else None
         return Rebased(
             text=text,
             merged=merged,

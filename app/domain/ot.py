@@ -189,18 +189,26 @@ def compose(first: Op, second: Op) -> Op:
                 out.add(piece_a)  # a retain or the part of first's insert that second kept
 
 
-def transform(prior: Op, other: Op, *, other_first: bool = False) -> tuple[Op, Op]:
+def transform(
+    prior: Op, other: Op, *, other_first: bool = False, other_first_at: int | None = None
+) -> tuple[Op, Op]:
     """Transform two ops on the same text: returns (prior', other') with
     other' after prior == prior' after other.
 
     Inserts always survive whole: an insert meeting the other side's delete is emitted first,
     which splits the delete around it; at the same position prior's insert goes first, unless
-    `other_first` (other continues a run of its author's own typing there).
+    `other_first` (other continues a run of its author's own typing there), or the position
+    is `other_first_at` (where other's author last typed).
     """
     prior_out, other_out = Builder(), Builder()
     a, b = _Cursor(prior), _Cursor(other)
+    at = 0  # position in the text both ops apply to
     while True:
-        if other_first and isinstance(a.head, str) and isinstance(b.head, str):
+        if (
+            (other_first or at == other_first_at)
+            and isinstance(a.head, str)
+            and isinstance(b.head, str)
+        ):
             prior_out.retain(len(b.head))
             other_out.insert(b.head)
             b.skip()
@@ -216,6 +224,7 @@ def transform(prior: Op, other: Op, *, other_first: bool = False) -> tuple[Op, O
             return prior_out.build(), other_out.build()
         else:
             n = min(_size(a.head), _size(b.head))
+            at += n
             piece_a, piece_b = a.take(n), b.take(n)
             if isinstance(piece_a, int) and isinstance(piece_b, int):
                 prior_out.retain(n)
@@ -288,15 +297,31 @@ def diff(old: str, new: str) -> Op:
     return out.build()
 
 
-def transform_past(edit: Op, chain: Sequence[Op], *, edit_first: bool = False) -> tuple[Op, Op]:
-    """Move edit past each op of chain (those win ties, unless `edit_first`); return
-    (edit', chain') where chain' is the chain transformed past edit, composed into one op
-    (the bridge)."""
+def transform_past(
+    edit: Op, chain: Sequence[Op], *, edit_first: bool = False, first_at: int | None = None
+) -> tuple[Op, Op]:
+    """Move edit past each op of chain (those win ties, unless `edit_first`, or the tie is
+    at `first_at`, a caret in edit's text, followed along); return (edit', chain') where
+    chain' is the chain transformed past edit, composed into one op (the bridge)."""
     bridge: list[Op] = []
     for op in chain:
-        op_after_edit, edit = transform(op, edit, other_first=edit_first)
+        op_after_edit, moved = transform(op, edit, other_first=edit_first, other_first_at=first_at)
+        first_at = caret_after(op, first_at)
+        edit = moved
         bridge.append(op_after_edit)
     return edit, compose_all(bridge)
+
+
+def last_insertion_end(op: Op) -> int | None:
+    """Where, in the op's output, its last inserted text ends (None: it inserts nothing)."""
+    at, end = 0, None
+    for component in op:
+        if isinstance(component, int):
+            at += component
+        elif isinstance(component, str):
+            at += len(component)
+            end = at
+    return end
 
 
 def insertion(op: Op) -> tuple[int, int] | None:
@@ -315,6 +340,30 @@ def insertion(op: Op) -> tuple[int, int] | None:
         else:
             return None
     return None if inserted is None else (at, at + len(inserted))
+
+
+def caret_after(op: Op, caret: int | None) -> int | None:
+    """Where a typist's caret (the end of what it last typed) is once `op` has been applied:
+    text inserted right at it goes after it; None once the character before it is deleted
+    (what it was typing is gone)."""
+    if caret is None:
+        return None
+    old = new = 0
+    for component in op:
+        if isinstance(component, int):
+            if caret <= old + component:
+                return new + caret - old
+            old += component
+            new += component
+        elif isinstance(component, str):
+            if old == caret:
+                return new
+            new += len(component)
+        else:
+            if caret <= old + len(component.text):
+                return new if caret == old else None
+            old += len(component.text)
+    return new + caret - old
 
 
 def edit_cost(old: str, new: str) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from app.config import Settings
-from app.domain.errors import FileNotFound, LimitExceeded
+from app.domain.deltas import changes_to_op
+from app.domain.errors import FileNotFound, InvalidPayload, LimitExceeded
 from app.domain.merge import Rebased, TextHistory
 from app.domain.sequencer import Sequencer
 from app.domain.streams import Stream
@@ -45,11 +46,13 @@ class Member:
     streams: dict[str, Stream] = field(default_factory=dict)  # what it has of each text
     told: list[str] = field(default_factory=list)  # languages it was told and has not echoed
     spoke_language: bool = False  # it has sent a languageChange
+    deltas: bool = False  # it reads every change as a delta, its own included (extension)
 
     def stream(self, doc_id: str) -> Stream:
         stream = self.streams.get(doc_id)
         if stream is None:
             stream = self.streams[doc_id] = Stream(self.joined_version, self.round_trip / 2)
+            stream.versioned = self.deltas  # it names its bases: nothing to infer
         return stream
 
     def shows(self, doc_id: str, text: str) -> bool:
@@ -361,6 +364,19 @@ class Room:
         stream = member.stream(doc.doc_id)
         fetched = [version for address, version in self.served if address == member.address]
         return stream.rebase(doc.history, member.sid, text, base_version, now, answered, fetched)
+
+    def rebase_delta(
+        self, member: Member, doc: Document, changes: Sequence[Any], base_version: int
+    ) -> Rebased | None:
+        """A delta (changes on the text at `base_version`) moved past what was accepted
+        since; None when that version is no longer kept."""
+        if base_version > self.version:
+            raise InvalidPayload(f"baseVersion {base_version} is ahead of the room")
+        if base_version < doc.history.oldest_version:
+            return None
+        base = doc.history.text_at(base_version)
+        op = changes_to_op(base, changes)
+        return doc.history.rebase_op(member.sid, op, base_version, base)
 
     def apply_text(
         self,

@@ -175,6 +175,7 @@ class SocketEvents:
         round_trip = self.round_trips.get(sid, 0.0)
         arrival = await self.rooms.join(sid, p.roomId, p.userName, p.userId, address, round_trip)
         room = arrival.room
+        arrival.member.deltas = p.deltas
         seen = self._last_seen(sid, p)
         if seen is not None:
             await self.editing.replay(room, arrival.member, *seen)
@@ -217,14 +218,16 @@ class SocketEvents:
 
     async def on_code_change(self, sid: str, p: m.CodeChange) -> Json:
         answer = await self.editing.change_text(
-            sid, p.roomId, MAIN_FILE_ID, p.code, p.baseVersion, p.language
+            sid, p.roomId, MAIN_FILE_ID, p.code, p.baseVersion, p.language, changes=p.changes
         )
-        return self._text_answer(answer, p.baseVersion is not None, "code")
+        return self._text_answer(answer, p.baseVersion is not None, p.changes is None, "code")
 
     @staticmethod
-    def _text_answer(answer: Any, merging: bool, key: str) -> Json:
+    def _text_answer(answer: Any, merging: bool, whole: bool, key: str) -> Json:
+        """The acknowledgement; with the room text when it differs from a whole text sent
+        (a delta's sender learns it from the changes that follow)."""
         reply: Json = {"ok": True, "version": answer.version}
-        if answer.text is not None:
+        if whole and answer.text is not None:
             reply[key] = answer.text
         if merging:
             reply["merged"] = answer.merged
@@ -248,9 +251,9 @@ class SocketEvents:
 
     async def on_change_file(self, sid: str, p: m.ChangeFile) -> Json:
         answer = await self.editing.change_text(
-            sid, p.roomId, p.fileId, p.content, p.baseVersion, as_file=True
+            sid, p.roomId, p.fileId, p.content, p.baseVersion, as_file=True, changes=p.changes
         )
-        return self._text_answer(answer, p.baseVersion is not None, "content")
+        return self._text_answer(answer, p.baseVersion is not None, p.changes is None, "content")
 
     async def on_request_file(self, sid: str, p: m.FileEvent) -> Json:
         room, member = await self.rooms.member(sid, p.roomId)

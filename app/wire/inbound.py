@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,6 +21,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationInfo,
+    model_validator,
 )
 
 from app.config import Settings, default_settings
@@ -149,6 +151,7 @@ class JoinRoom(RoomEvent):
     userId: UserId | None = None
     lastSeenVersion: Version | None = None
     epoch: Epoch | None = None
+    deltas: StrictBool = False  # extension: it reads and sends changes instead of texts
 
 
 class ReconnectOffset(RoomEvent):
@@ -164,10 +167,37 @@ class SendCodeState(RoomEvent):
     targetUserId: SocketId
 
 
+MAX_CHANGES = 1000  # changes in one delta
+
+
+class TextEdit(Payload):
+    """One change of a delta: the text between UTF-16 offsets `from` and `to`, replaced."""
+
+    from_: Version = Field(validation_alias=AliasChoices("from", "from_"))
+    to: Version
+    insert: Text = ""
+
+
+def _one_text(code: str | None, changes: object, base_version: int | None, key: str) -> None:
+    if (code is None) == (changes is None):
+        raise ValueError(f"give exactly one of {key} and changes")
+    if changes is not None and base_version is None:
+        raise ValueError("changes need the baseVersion they were made on")
+
+
+Changes = Annotated[list[TextEdit], Field(max_length=MAX_CHANGES)]
+
+
 class CodeChange(RoomEvent):
-    code: Code
+    code: Code | None = None
+    changes: Changes | None = None  # extension: a delta against baseVersion
     language: Language | None = None
     baseVersion: Version | None = None
+
+    @model_validator(mode="after")
+    def _text_or_changes(self) -> CodeChange:
+        _one_text(self.code, self.changes, self.baseVersion, "code")
+        return self
 
 
 class LanguageChange(RoomEvent):
@@ -211,8 +241,14 @@ class OpenFile(FileEvent):
 
 
 class ChangeFile(FileEvent):
-    content: FileText
+    content: FileText | None = None
+    changes: Changes | None = None  # extension: a delta against baseVersion
     baseVersion: Version | None = None  # extension; the client's own `version` is ignored
+
+    @model_validator(mode="after")
+    def _text_or_changes(self) -> ChangeFile:
+        _one_text(self.content, self.changes, self.baseVersion, "content")
+        return self
 
 
 class UploadFile(FileEvent):

@@ -47,6 +47,27 @@ def code_update(
     }
 
 
+def code_delta(
+    changes: list[Json],
+    base_version: int,
+    language: str,
+    sid: str | None,
+    name: str,
+    at: datetime,
+    version: int,
+) -> Json:
+    """`codeUpdate` for a client that reads deltas: `changes` on the text at `baseVersion`."""
+    return {
+        "changes": changes,
+        "baseVersion": base_version,
+        "language": language,
+        "userId": sid,
+        "userName": name,
+        "timestamp": iso(at),
+        "version": version,
+    }
+
+
 def code_state(code: str, language: str, version: int) -> Json:
     return {"code": code, "language": language, "version": version}
 
@@ -101,6 +122,19 @@ def file_content_update(
     return {
         "fileId": file_id,
         "content": content,
+        "userId": sid,
+        "userName": name,
+        "version": version,
+    }
+
+
+def file_delta(
+    file_id: str, changes: list[Json], base_version: int, sid: str | None, name: str, version: int
+) -> Json:
+    return {
+        "fileId": file_id,
+        "changes": changes,
+        "baseVersion": base_version,
         "userId": sid,
         "userName": name,
         "version": version,
