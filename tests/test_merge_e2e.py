@@ -71,7 +71,7 @@ async def test_a_fast_typist_sending_ahead_of_acknowledgements_duplicates_nothin
         assert body["session"]["code"] == expected
 
 
-async def test_original_clients_keep_last_writer_wins_and_get_no_echo(
+async def test_replacing_the_whole_text_it_was_sent_replaces_it_without_an_echo(
     server: RunningServer,
 ) -> None:
     async with clients(server.url, 2) as (a, b):
