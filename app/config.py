@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = Field(default=None, description="set: store in MongoDB")
     mongodb_db: str = Field(default="codecollab", description="MongoDB database name")
     data_dir: Path = Field(default=Path("./data"), description="where the SQLite file lives")
+    redis_url: str | None = Field(
+        default=None, description="set: cluster mode, processes share rooms through this Redis"
+    )
+    cluster_shared_sqlite: bool = Field(
+        default=False,
+        description="cluster mode on SQLite: every process on one machine, one DATA_DIR",
+    )
+    cluster_process_lease_seconds: float = Field(
+        default=6.0, gt=0, description="a process silent this long is taken for dead"
+    )
+    cluster_writer_lease_seconds: float = Field(
+        default=10.0, gt=0, description="a room's writer silent this long is replaced"
+    )
 
     session_ttl_seconds: float = Field(
         default=604_800, gt=0, description="a session expires this long after its last activity"

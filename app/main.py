@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as redis
 import socketio
 from aiohttp import web
+from limits.aio.storage import RedisStorage, Storage
+from redis.exceptions import RedisError
 
 from app.clock import utc_now
+from app.cluster.lease import Heartbeat, RedisLease
+from app.cluster.log import RedisRoomLog
+from app.cluster.notifier import ClusterNotifier
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing
@@ -19,7 +29,7 @@ from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
 from app.domain.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
 from app.domain.writer import DebouncedWriter
-from app.storage import SessionStore, StoreError, open_store
+from app.storage import SessionStore, StoreError, open_store, store_url
 from app.transport.broadcast import BroadcastManager, direct_websocket
 from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.transport.http.routes import SessionRoutes
@@ -56,16 +66,87 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     return sio
 
 
+def shared_windows(settings: Settings) -> Storage | None:
+    """Cluster mode: the per-address windows count over every process (in Redis)."""
+    if settings.redis_url is None:
+        return None
+    url = settings.redis_url.replace("redis://", "async+redis://", 1)
+    url = url.replace("rediss://", "async+rediss://", 1)
+    return RedisStorage(
+        url,
+        implementation="redispy",
+        key_prefix="cc:limits",
+        socket_connect_timeout=1.0,
+        socket_timeout=1.0,
+    )
+
+
 def create_guard(settings: Settings) -> ConnectionGuard:
     return ConnectionGuard(
         AddressLimits(
             max_connections=settings.max_connections_per_address,
             connections_per_minute=settings.new_connections_per_minute,
             requests_per_minute=settings.rest_requests_per_minute,
+            storage=shared_windows(settings),
         ),
         TrustedProxies(settings.trusted_proxies),
         {family: Rate(*rate) for family, rate in settings.event_rates().items()},
         settings.flood_disconnect_seconds,
+    )
+
+
+@dataclass
+class Cluster:
+    """Cluster mode's parts (REDIS_URL set): the room log and its follower, the relay, the
+    heartbeat and the writer lease."""
+
+    client: Any
+    log: RedisRoomLog
+    notifier: ClusterNotifier
+    lease: RedisLease
+    heartbeat: Heartbeat | None = None
+
+    async def start(self, rooms: Rooms) -> None:
+        self.heartbeat = Heartbeat(
+            self.client,
+            self.log.process,
+            lease=rooms.settings.cluster_process_lease_seconds,
+            every=rooms.settings.cluster_process_lease_seconds / 3,
+            peers=rooms.remote_processes,
+            gone=rooms.process_gone,
+        )
+        with contextlib.suppress(RedisError):
+            await self.heartbeat.beat()
+        self.heartbeat.start()
+        self.log.start(rooms.deliver)
+        self.notifier.start()
+
+    async def stop(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+        await self.log.stop()
+        await self.notifier.stop()
+        await self.client.aclose()
+
+
+CLUSTER_KEY = web.AppKey("cluster", Cluster)
+
+
+def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | None:
+    if settings.redis_url is None:
+        return None
+    if store_url(settings).startswith("sqlite") and not settings.cluster_shared_sqlite:
+        raise ValueError(
+            "cluster mode (REDIS_URL) needs a store every process reaches: set MONGODB_URI "
+            "(or CLUSTER_SHARED_SQLITE=true when every process runs on one machine)"
+        )
+    client = redis.Redis.from_url(settings.redis_url, protocol=2)
+    process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return Cluster(
+        client=client,
+        log=RedisRoomLog(client, process, redis.Redis.from_url(settings.redis_url, protocol=2)),
+        notifier=ClusterNotifier(manager, client, process),
+        lease=RedisLease(client, process, settings.cluster_writer_lease_seconds),
     )
 
 
@@ -74,7 +155,8 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     store = store if store is not None else open_store(settings)
     manager = BroadcastManager()
     sio = create_socketio(settings, manager)
-    notifier = SocketNotifier(manager)
+    cluster = create_cluster(settings, manager)
+    notifier = cluster.notifier if cluster is not None else SocketNotifier(manager)
     guard = create_guard(settings)
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
@@ -92,8 +174,11 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         max_delay=settings.save_max_delay_seconds,
         retry_max=settings.store_retry_max_seconds,
         notifier=notifier,
+        lease=cluster.lease if cluster is not None else None,
+        log=cluster.log if cluster is not None else None,
+        keep_versions=settings.merge_history_versions,
     )
-    rooms = Rooms(store, writer, settings, notifier)
+    rooms = Rooms(store, writer, settings, notifier, log=cluster.log if cluster else None)
     editing = Editing(rooms, notifier, settings)
     events = SocketEvents(
         sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),
@@ -103,6 +188,8 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     SessionRoutes(Sessions(rooms, editing), settings, guard.address_of).register(app)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app[EVENTS_KEY] = events
+    if cluster is not None:
+        app[CLUSTER_KEY] = cluster
     app.cleanup_ctx.append(_lifecycle(settings))
     app.on_shutdown.append(_disconnect_clients)
     return app
@@ -112,6 +199,9 @@ def _lifecycle(settings: Settings) -> Any:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE_KEY]
         await store.open()
+        cluster = app.get(CLUSTER_KEY)
+        if cluster is not None:
+            await cluster.start(app[ROOMS_KEY])
         purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
         yield
         # Shutdown, in order: sockets were closed by on_shutdown (which made every room write
@@ -124,6 +214,8 @@ def _lifecycle(settings: Settings) -> Any:
         if not await writer.flush_all(settings.shutdown_flush_seconds):
             log.error("shutdown: some rooms could not be written")
         await writer.close()
+        if cluster is not None:
+            await cluster.stop()
         await store.close()
 
     return lifecycle

@@ -174,13 +174,27 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "a": {"kind": "load", "rooms": 50, "clients": 4, "rate": 10.0},
     "b": {"kind": "load", "rooms": 200, "clients": 5, "rate": 20.0},
     "c": {"kind": "load", "rooms": 1, "clients": 100, "rate": 20.0},
-    "d": {"kind": "saturation", "rooms": 200, "clients": 5, "rates": None,
-          "start": 2.0, "factor": 1.5, "refine": 3, "max_rate": 200.0},
+    "d": {
+        "kind": "saturation",
+        "rooms": 200,
+        "clients": 5,
+        "rates": None,
+        "start": 2.0,
+        "factor": 1.5,
+        "refine": 3,
+        "max_rate": 200.0,
+    },
     "e": {"kind": "idle", "conns": 5000},
-    "g": {"kind": "slow", "rooms": 5, "rate": 10.0, "size": 100_000, "stall": 30.0,
-          "after": 30.0},
-    "f": {"kind": "persist", "rooms": 20, "rate": 5.0, "seconds": 30.0, "code_kb": 500,
-          "messages": 5000, "joins": 3},
+    "g": {"kind": "slow", "rooms": 5, "rate": 10.0, "size": 100_000, "stall": 30.0, "after": 30.0},
+    "f": {
+        "kind": "persist",
+        "rooms": 20,
+        "rate": 5.0,
+        "seconds": 30.0,
+        "code_kb": 500,
+        "messages": 5000,
+        "joins": 3,
+    },
 }
 
 H_BASE, H_G = 0.001, 1.01  # must match gen.mjs
@@ -202,7 +216,7 @@ def _proc_table() -> dict[int, tuple[int, int]]:
                 data = f.read()
         except OSError:
             continue
-        rest = data[data.rfind(b")") + 2:].split()
+        rest = data[data.rfind(b")") + 2 :].split()
         # rest[0]=state, rest[1]=ppid, rest[11]=utime, rest[12]=stime
         out[int(name)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
     return out
@@ -303,8 +317,11 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
         maxes = [s["latency_ms"]["max"] for s in summaries if s["latency_ms"]["max"] is not None]
         mx = max(maxes) if maxes else None
         n = sum(s["latency_ms"]["n"] for s in summaries)
-        mean = (sum((s["latency_ms"]["mean"] or 0) * s["latency_ms"]["n"] for s in summaries) / n
-                if n else None)
+        mean = (
+            sum((s["latency_ms"]["mean"] or 0) * s["latency_ms"]["n"] for s in summaries) / n
+            if n
+            else None
+        )
         return {
             "n": n,
             "p50": hist_pct(h, 50, mx) if mx is not None else None,
@@ -404,8 +421,9 @@ def app_like(target: str) -> bool:
     return target.startswith("app")
 
 
-async def start_server(args: argparse.Namespace, target: str, tag: str,
-                       prepare: Any = None) -> Server:
+async def start_server(
+    args: argparse.Namespace, target: str, tag: str, prepare: Any = None
+) -> Server:
     if target == "url":
         srv = Server(target, args.url.rstrip("/"), pid=args.server_pid)
         if not await asyncio.to_thread(http_ok, srv.url + "/api/health", 3.0):
@@ -416,10 +434,15 @@ async def start_server(args: argparse.Namespace, target: str, tag: str,
     if prepare is not None:
         await prepare(data_dir)
     cmd = target_command(args, target).format(
-        python=shlex.quote(args.python), port=port, root=shlex.quote(ROOT),
-        node=shlex.quote(args.node), data_dir=shlex.quote(data_dir))
-    env = dict(os.environ, PORT=str(port), DATA_DIR=data_dir, PYTHONUNBUFFERED="1",
-               HOST="127.0.0.1")
+        python=shlex.quote(args.python),
+        port=port,
+        root=shlex.quote(ROOT),
+        node=shlex.quote(args.node),
+        data_dir=shlex.quote(data_dir),
+    )
+    env = dict(
+        os.environ, PORT=str(port), DATA_DIR=data_dir, PYTHONUNBUFFERED="1", HOST="127.0.0.1"
+    )
     if app_like(target):  # "app" and --extra-target variants named app*
         env.update(APP_ENV)
     env.update(args.env)
@@ -427,10 +450,22 @@ async def start_server(args: argparse.Namespace, target: str, tag: str,
     lf = open(log_path, "wb")  # noqa: SIM115, ASYNC230 (closed in stop_server)
     proc = await asyncio.create_subprocess_exec(
         *with_ulimit(["bash", "-c", f"exec {cmd}"], args.nofile),
-        cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=lf, stderr=lf,
-        start_new_session=True)
-    srv = Server(target, f"http://127.0.0.1:{port}", pid=proc.pid, proc=proc,
-                 data_dir=data_dir, log_path=log_path, log_file=lf)
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=lf,
+        stderr=lf,
+        start_new_session=True,
+    )
+    srv = Server(
+        target,
+        f"http://127.0.0.1:{port}",
+        pid=proc.pid,
+        proc=proc,
+        data_dir=data_dir,
+        log_path=log_path,
+        log_file=lf,
+    )
     deadline = time.monotonic() + args.start_timeout
     while time.monotonic() < deadline:
         if proc.returncode is not None:
@@ -465,9 +500,17 @@ async def stop_server(srv: Server) -> None:
 class GenPool:
     """K generator processes, each owning a contiguous slice of the rooms."""
 
-    def __init__(self, args: argparse.Namespace, url: str, rooms: int, clients: int,
-                 size: int, procs: int, extra: list[str] | None = None,
-                 connect_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        url: str,
+        rooms: int,
+        clients: int,
+        size: int,
+        procs: int,
+        extra: list[str] | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
         self.args, self.url, self.rooms, self.clients = args, url, rooms, clients
         self.size = size
         self.k = max(1, min(procs, rooms))
@@ -481,20 +524,40 @@ class GenPool:
         off = 0
         for i in range(self.k):
             n = base + (1 if i < rem else 0)
-            argv = [self.args.node, GEN, "--control", "--url", self.url,
-                    "--rooms", str(n), "--clients", str(self.clients),
-                    "--room-offset", str(off), "--size", str(self.size),
-                    "--run-id", f"{self.run_id}{i}",
-                    "--connect-batch", str(self.args.connect_batch),
-                    "--connect-timeout", str(self.connect_timeout),
-                    "--max-seconds", str(int(self.args.max_total) + 60), *self.extra]
+            argv = [
+                self.args.node,
+                GEN,
+                "--control",
+                "--url",
+                self.url,
+                "--rooms",
+                str(n),
+                "--clients",
+                str(self.clients),
+                "--room-offset",
+                str(off),
+                "--size",
+                str(self.size),
+                "--run-id",
+                f"{self.run_id}{i}",
+                "--connect-batch",
+                str(self.args.connect_batch),
+                "--connect-timeout",
+                str(self.connect_timeout),
+                "--max-seconds",
+                str(int(self.args.max_total) + 60),
+                *self.extra,
+            ]
             if self.args.no_deflate:
                 argv.append("--no-deflate")
             off += n
             p = await asyncio.create_subprocess_exec(
-                *with_ulimit(argv, self.args.nofile), cwd=LB_DIR,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                limit=64 * 1024 * 1024)
+                *with_ulimit(argv, self.args.nofile),
+                cwd=LB_DIR,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=64 * 1024 * 1024,
+            )
             self.procs.append(p)
         # connection phase: generous bound that grows with the connection count
         timeout = 30 + self.connect_timeout * 2 + self.rooms * self.clients / 50
@@ -505,8 +568,9 @@ class GenPool:
         while True:
             line = await p.stdout.readline()
             if not line:
-                raise RuntimeError(f"generator {p.pid} exited (rc={await p.wait()}) "
-                                   f"before sending {want!r}")
+                raise RuntimeError(
+                    f"generator {p.pid} exited (rc={await p.wait()}) before sending {want!r}"
+                )
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -517,8 +581,11 @@ class GenPool:
                 raise RuntimeError(f"generator {p.pid}: {ev.get('error')}")
 
     async def _collect(self, want: str, limit_s: float) -> list[dict[str, Any]]:
-        return list(await asyncio.wait_for(
-            asyncio.gather(*(self._read_event(p, want) for p in self.procs)), limit_s))
+        return list(
+            await asyncio.wait_for(
+                asyncio.gather(*(self._read_event(p, want) for p in self.procs)), limit_s
+            )
+        )
 
     async def send(self, cmd: dict[str, Any]) -> None:
         data = (json.dumps(cmd) + "\n").encode()
@@ -530,8 +597,7 @@ class GenPool:
     async def run(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
         await self.send(cmd)
         # the caller samples while this is pending; bound = window + drain + slack
-        return await self._collect(
-            "result", cmd["warmup"] + cmd["seconds"] + cmd["drain"] + 30)
+        return await self._collect("result", cmd["warmup"] + cmd["seconds"] + cmd["drain"] + 30)
 
     async def close(self) -> None:
         for p in self.procs:
@@ -550,10 +616,17 @@ class GenPool:
 
 
 # --------------------------------------------------------------------------- scenarios
-async def measured_run(args: argparse.Namespace, pool: GenPool, srv: Server,
-                       rate: float, chat_rate: float) -> dict[str, Any]:
-    cmd = {"cmd": "run", "rate": rate, "chatRate": chat_rate, "warmup": args.warmup,
-           "seconds": args.seconds, "drain": args.drain}
+async def measured_run(
+    args: argparse.Namespace, pool: GenPool, srv: Server, rate: float, chat_rate: float
+) -> dict[str, Any]:
+    cmd = {
+        "cmd": "run",
+        "rate": rate,
+        "chatRate": chat_rate,
+        "warmup": args.warmup,
+        "seconds": args.seconds,
+        "drain": args.drain,
+    }
     task = asyncio.ensure_future(pool.run(cmd))
     rss: list[float] = []
     try:
@@ -597,8 +670,9 @@ def ready_summary(readies: list[dict[str, Any]]) -> dict[str, Any]:
         "connected": sum(r["connected"] for r in readies),
         "joined": sum(r["joined"] for r in readies),
         "connect_errors": sum(r["connect_errors"] for r in readies),
-        "connect_error_sample": next((r["connect_error_sample"] for r in readies
-                                      if r["connect_error_sample"]), None),
+        "connect_error_sample": next(
+            (r["connect_error_sample"] for r in readies if r["connect_error_sample"]), None
+        ),
         "join_timeouts": sum(r["join_timeouts"] for r in readies),
         "other_events": _merge_other_events([r.get("other_events") or {} for r in readies]),
         "connect_s": max(r["connect_s"] for r in readies),
@@ -606,14 +680,17 @@ def ready_summary(readies: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def scenario_load(args: argparse.Namespace, sc: dict[str, Any],
-                        srv: Server) -> dict[str, Any]:
+async def scenario_load(
+    args: argparse.Namespace, sc: dict[str, Any], srv: Server
+) -> dict[str, Any]:
     pool = GenPool(args, srv.url, sc["rooms"], sc["clients"], sc["size"], args.procs)
     try:
         ready = ready_summary(await pool.start())
         if ready["connected"] < ready["attempted"]:
-            log(f"  only {ready['connected']}/{ready['attempted']} clients connected "
-                f"({ready['connect_error_sample']})")
+            log(
+                f"  only {ready['connected']}/{ready['attempted']} clients connected "
+                f"({ready['connect_error_sample']})"
+            )
         res = await measured_run(args, pool, srv, sc["rate"], sc["chat_rate"])
     finally:
         await pool.close()
@@ -621,8 +698,9 @@ async def scenario_load(args: argparse.Namespace, sc: dict[str, Any],
     return res
 
 
-async def scenario_saturation(args: argparse.Namespace, sc: dict[str, Any],
-                              srv: Server) -> dict[str, Any]:
+async def scenario_saturation(
+    args: argparse.Namespace, sc: dict[str, Any], srv: Server
+) -> dict[str, Any]:
     """Highest per-room rate that holds p99 <= --d-p99 and delivery ratio >= --d-min-ratio.
 
     With explicit rates (--d-rates / --set d.rates=...): step through them until one fails.
@@ -643,13 +721,19 @@ async def scenario_saturation(args: argparse.Namespace, sc: dict[str, Any],
                 await asyncio.sleep(args.d_pause)  # let a backlog of the last step clear
             r = await measured_run(args, pool, srv, rate, sc["chat_rate"])
             p99 = r["latency_ms"]["p99"]
-            ok = (r["ratio"] is not None and r["ratio"] >= args.d_min_ratio
-                  and p99 is not None and p99 <= args.d_p99)
+            ok = (
+                r["ratio"] is not None
+                and r["ratio"] >= args.d_min_ratio
+                and p99 is not None
+                and p99 <= args.d_p99
+            )
             r["held"], r["try"] = ok, n + 1
             steps.append(r)
-            log(f"    rate {rate:.3g}/s/room: deliv/s {r['deliveries_per_s']:.0f} ratio "
+            log(
+                f"    rate {rate:.3g}/s/room: deliv/s {r['deliveries_per_s']:.0f} ratio "
                 f"{fmt(r['ratio'], 3)} p99 {fmt(p99)} ms srv {fmt(r['srv_cpu_pct'], 0)}% "
-                f"gen {fmt(r['gen_cpu_pct'], 0)}% -> {'held' if ok else 'FAILED'}")
+                f"gen {fmt(r['gen_cpu_pct'], 0)}% -> {'held' if ok else 'FAILED'}"
+            )
             if ok:
                 return r
             fail_reason = f"rate {rate:.3g}: ratio {fmt(r['ratio'], 3)}, p99 {fmt(p99)} ms"
@@ -700,16 +784,25 @@ async def scenario_saturation(args: argparse.Namespace, sc: dict[str, Any],
     }
 
 
-async def scenario_idle(args: argparse.Namespace, sc: dict[str, Any],
-                        srv: Server) -> dict[str, Any]:
+async def scenario_idle(
+    args: argparse.Namespace, sc: dict[str, Any], srv: Server
+) -> dict[str, Any]:
     n = int(sc["conns"])
     if args.e_join:
         clients, rooms, extra = 5, math.ceil(n / 5), []
     else:
         clients, rooms, extra = 1, n, ["--no-join"]
     rss_before = await sample_rss(srv, 3)
-    pool = GenPool(args, srv.url, rooms, clients, sc["size"], args.procs, extra=extra,
-                   connect_timeout=max(args.connect_timeout, 30))
+    pool = GenPool(
+        args,
+        srv.url,
+        rooms,
+        clients,
+        sc["size"],
+        args.procs,
+        extra=extra,
+        connect_timeout=max(args.connect_timeout, 30),
+    )
     win = CpuWindow(srv.pid)
     try:
         ready = ready_summary(await pool.start())
@@ -763,16 +856,34 @@ def persist_preparer(sc: dict[str, Any]) -> Any:
                 room_id = F_BIG_ROOM.format(i=i)
                 n = sc["messages"]
                 for start in range(0, n, 1000):
-                    await store.append_messages([
-                        ChatRecord(room_id=room_id, version=v + 1, id=f"m{v}",
-                                   user_id=f"u{v % 7}", user_name=f"user {v % 7}",
-                                   message=f"chat message number {v} with some ordinary text",
-                                   timestamp=now, expires_at=now + timedelta(days=7))
-                        for v in range(start, min(n, start + 1000))])
-                await store.save(SessionRecord(
-                    room_id=room_id, code=code, language="javascript", version=n + 1,
-                    creator_name="bench", creator_user_id="u0", created_at=now,
-                    last_activity=now, expires_at=now + timedelta(days=7)))
+                    await store.append_messages(
+                        [
+                            ChatRecord(
+                                room_id=room_id,
+                                version=v + 1,
+                                id=f"m{v}",
+                                user_id=f"u{v % 7}",
+                                user_name=f"user {v % 7}",
+                                message=f"chat message number {v} with some ordinary text",
+                                timestamp=now,
+                                expires_at=now + timedelta(days=7),
+                            )
+                            for v in range(start, min(n, start + 1000))
+                        ]
+                    )
+                await store.save(
+                    SessionRecord(
+                        room_id=room_id,
+                        code=code,
+                        language="javascript",
+                        version=n + 1,
+                        creator_name="bench",
+                        creator_user_id="u0",
+                        created_at=now,
+                        last_activity=now,
+                        expires_at=now + timedelta(days=7),
+                    )
+                )
         finally:
             await store.close()
 
@@ -803,8 +914,9 @@ async def _sio_client(url: str, on: dict[str, Any] | None = None) -> Any:
     return c
 
 
-async def _timed_join(url: str, room_id: str, user: str, want_ack: bool
-                      ) -> tuple[Any, dict[str, Any]]:
+async def _timed_join(
+    url: str, room_id: str, user: str, want_ack: bool
+) -> tuple[Any, dict[str, Any]]:
     """Connect, join; ms until roomUsers and (app) until the ack carrying the code."""
     users = asyncio.Event()
     c = await _sio_client(url, {"roomUsers": lambda *_: users.set()})
@@ -822,8 +934,9 @@ async def _timed_join(url: str, room_id: str, user: str, want_ack: bool
     return c, out
 
 
-async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
-                           srv: Server) -> dict[str, Any]:
+async def scenario_persist(
+    args: argparse.Namespace, sc: dict[str, Any], srv: Server
+) -> dict[str, Any]:
     """(f) join latency of a big stored room, and store writes per room under typing."""
     import aiohttp
 
@@ -836,12 +949,14 @@ async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
             j: dict[str, Any] = {"room": room_id}
             if app:
                 j["get_cold_ms"], j["get_cold"] = await _timed_get(
-                    http, f"{srv.url}/api/sessions/{room_id}")
+                    http, f"{srv.url}/api/sessions/{room_id}"
+                )
             c1, j["cold"] = await _timed_join(srv.url, room_id, f"f-a{i}", app)
             c2, j["warm"] = await _timed_join(srv.url, room_id, f"f-b{i}", app)
             if app:
                 j["get_warm_ms"], j["get_warm"] = await _timed_get(
-                    http, f"{srv.url}/api/sessions/{room_id}")
+                    http, f"{srv.url}/api/sessions/{room_id}"
+                )
             await c2.disconnect()
             await c1.disconnect()
             res["joins"].append(j)
@@ -862,6 +977,7 @@ async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
     def watcher_handler(room_id: str) -> Any:
         def on_saved(data: Any) -> None:
             saved.setdefault(room_id, []).append(time.monotonic())
+
         return on_saved
 
     clients: list[Any] = []
@@ -871,8 +987,7 @@ async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
             room_id = f"f-w-{r}"
             typist, _ = await _timed_join(srv.url, room_id, f"f-t{r}", True)
             watcher = await _sio_client(srv.url, {"sessionSaved": watcher_handler(room_id)})
-            await watcher.call("joinRoom", {"roomId": room_id, "userName": f"f-w{r}"},
-                               timeout=10)
+            await watcher.call("joinRoom", {"roomId": room_id, "userName": f"f-w{r}"}, timeout=10)
             clients += [typist, watcher]
             pairs.append((room_id, typist))
         await asyncio.sleep(3.0)  # the joins' own debounced writes (SAVE_DEBOUNCE 2 s)
@@ -888,8 +1003,9 @@ async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
                 break
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
             for room_id, typist in pairs:
-                await typist.emit("codeChange", {"roomId": room_id,
-                                                 "code": f"// keystroke {k}\n{pad}"})
+                await typist.emit(
+                    "codeChange", {"roomId": room_id, "code": f"// keystroke {k}\n{pad}"}
+                )
                 sent += 1
             k += 1
         t_end = time.monotonic()
@@ -901,14 +1017,16 @@ async def scenario_persist(args: argparse.Namespace, sc: dict[str, Any],
     count = sum(len(v) for v in in_window.values())
     gaps = [b - a for ts in in_window.values() for a, b in itertools.pairwise(ts)]
     minutes = (t_end - t_start) / 60
-    res.update({
-        "typing_s": t_end - t_start,
-        "keystrokes_per_room_min": sent / rooms / minutes,
-        "writes_in_window": count,
-        "writes_per_room_min": count / rooms / minutes,
-        "write_interval_s": med(gaps),
-        "writes_per_room_min_steady": 60 / med(gaps) if gaps else None,
-    })
+    res.update(
+        {
+            "typing_s": t_end - t_start,
+            "keystrokes_per_room_min": sent / rooms / minutes,
+            "writes_in_window": count,
+            "writes_per_room_min": count / rooms / minutes,
+            "write_interval_s": med(gaps),
+            "writes_per_room_min_steady": 60 / med(gaps) if gaps else None,
+        }
+    )
     return res
 
 
@@ -961,16 +1079,18 @@ class _EioClient:
                 await self.ws.close()
 
 
-async def scenario_slow(args: argparse.Namespace, sc: dict[str, Any],
-                        srv: Server) -> dict[str, Any]:
+async def scenario_slow(
+    args: argparse.Namespace, sc: dict[str, Any], srv: Server
+) -> dict[str, Any]:
     """(g) slow consumers: in every room one client stops reading for `stall` seconds while
     the typist goes on; server RSS, and what the stalled client gets when it reads again."""
     import aiohttp
 
     rooms, rate, size = int(sc["rooms"]), float(sc["rate"]), int(sc["size"])
     stall, after = float(sc["stall"]), float(sc["after"])
-    pad = ("let value = compute(items[index]); // padding of the document\n"
-           * (size // 60 + 2))[:size]
+    pad = ("let value = compute(items[index]); // padding of the document\n" * (size // 60 + 2))[
+        :size
+    ]
     lat: list[float] = []
     seq_sent: dict[str, int] = {}
     stop = asyncio.Event()
@@ -1002,8 +1122,7 @@ async def scenario_slow(args: argparse.Namespace, sc: dict[str, Any],
                     await asyncio.sleep(max(0.0, t0 + k / rate - time.monotonic()))
                     seq_sent[room_id] = k
                     head = f"// seq {k} t {time.monotonic():.6f}\n"
-                    await c.emit("codeChange", {"roomId": room_id,
-                                                "code": head + pad[len(head):]})
+                    await c.emit("codeChange", {"roomId": room_id, "code": head + pad[len(head) :]})
                     k += 1
 
             def seq_of(data: Any) -> tuple[int, float] | None:
@@ -1044,8 +1163,11 @@ async def scenario_slow(args: argparse.Namespace, sc: dict[str, Any],
                     if caught is None and got and got[0] >= resume_seq.get(room_id, 0):
                         caught = time.monotonic() - t_resume
                         break
-                return {"updates_until_current": got_n, "mb_until_current": got_bytes / 1e6,
-                        "catch_up_s": caught}
+                return {
+                    "updates_until_current": got_n,
+                    "mb_until_current": got_bytes / 1e6,
+                    "catch_up_s": caught,
+                }
 
             ups = await asyncio.gather(*(catch_up(r, c) for r, c in stalled))
             stop.set()
@@ -1108,34 +1230,66 @@ def med(vals: list[Any]) -> Any:
 
 
 COLUMNS = {
-    "load": [("deliv/s", "deliveries_per_s", 0), ("ratio", "ratio", 3),
-             ("p50", "latency_ms.p50", 2), ("p90", "latency_ms.p90", 2),
-             ("p99", "latency_ms.p99", 2), ("max", "latency_ms.max", 1),
-             ("gen%", "gen_cpu_pct", 0), ("srv%", "srv_cpu_pct", 0),
-             ("rssMB", "srv_rss_mb", 0), ("oth%", "other_cpu_pct", 0)],
-    "saturation": [("maxrate", "max_rate_held", 0), ("deliv/s", "deliveries_per_s", 0),
-                   ("p99", "p99_at_max", 2), ("srv%", "srv_cpu_pct", 0),
-                   ("gen%", "gen_cpu_pct", 0), ("rssMB", "srv_rss_mb", 0)],
-    "persist": [("keys/room/min", "keystrokes_per_room_min", 0),
-                ("writes/room/min", "writes_per_room_min", 1),
-                ("writeEvery_s", "write_interval_s", 1),
-                ("joinCold_ms", "join_cold_ms", 1), ("joinWarm_ms", "join_warm_ms", 1),
-                ("getCold_ms", "get_cold_ms", 1), ("getWarm_ms", "get_warm_ms", 1),
-                ("codeKB", "join_code_kb", 0), ("msgs", "get_messages", 0)],
-    "slow": [("rss0MB", "rss_before_mb", 1), ("stallPeakMB", "rss_stall_peak_mb", 1),
-             ("growthMB", "rss_growth_mb", 1), ("backlog", "backlog_updates", 0),
-             ("backlogMB", "backlog_mb", 1), ("catchUp_s", "catch_up_s", 2),
-             ("caught", "caught_up", 0), ("p99ok_ms", "normal_p99_ms", 1),
-             ("rss1MB", "rss_after_mb", 1)],
-    "idle": [("conns", "conns", 0), ("conn_s", "connect_s", 2),
-             ("rss0MB", "rss_before_mb", 1), ("rss1MB", "rss_after_mb", 1),
-             ("KB/conn", "kb_per_conn", 1), ("closedMB", "rss_closed_mb", 1),
-             ("srv%conn", "srv_cpu_pct_connect", 0)],
+    "load": [
+        ("deliv/s", "deliveries_per_s", 0),
+        ("ratio", "ratio", 3),
+        ("p50", "latency_ms.p50", 2),
+        ("p90", "latency_ms.p90", 2),
+        ("p99", "latency_ms.p99", 2),
+        ("max", "latency_ms.max", 1),
+        ("gen%", "gen_cpu_pct", 0),
+        ("srv%", "srv_cpu_pct", 0),
+        ("rssMB", "srv_rss_mb", 0),
+        ("oth%", "other_cpu_pct", 0),
+    ],
+    "saturation": [
+        ("maxrate", "max_rate_held", 0),
+        ("deliv/s", "deliveries_per_s", 0),
+        ("p99", "p99_at_max", 2),
+        ("srv%", "srv_cpu_pct", 0),
+        ("gen%", "gen_cpu_pct", 0),
+        ("rssMB", "srv_rss_mb", 0),
+    ],
+    "persist": [
+        ("keys/room/min", "keystrokes_per_room_min", 0),
+        ("writes/room/min", "writes_per_room_min", 1),
+        ("writeEvery_s", "write_interval_s", 1),
+        ("joinCold_ms", "join_cold_ms", 1),
+        ("joinWarm_ms", "join_warm_ms", 1),
+        ("getCold_ms", "get_cold_ms", 1),
+        ("getWarm_ms", "get_warm_ms", 1),
+        ("codeKB", "join_code_kb", 0),
+        ("msgs", "get_messages", 0),
+    ],
+    "slow": [
+        ("rss0MB", "rss_before_mb", 1),
+        ("stallPeakMB", "rss_stall_peak_mb", 1),
+        ("growthMB", "rss_growth_mb", 1),
+        ("backlog", "backlog_updates", 0),
+        ("backlogMB", "backlog_mb", 1),
+        ("catchUp_s", "catch_up_s", 2),
+        ("caught", "caught_up", 0),
+        ("p99ok_ms", "normal_p99_ms", 1),
+        ("rss1MB", "rss_after_mb", 1),
+    ],
+    "idle": [
+        ("conns", "conns", 0),
+        ("conn_s", "connect_s", 2),
+        ("rss0MB", "rss_before_mb", 1),
+        ("rss1MB", "rss_after_mb", 1),
+        ("KB/conn", "kb_per_conn", 1),
+        ("closedMB", "rss_closed_mb", 1),
+        ("srv%conn", "srv_cpu_pct_connect", 0),
+    ],
 }
 
 
-def print_table(name: str, sc: dict[str, Any], targets: list[str],
-                results: dict[str, list[dict[str, Any] | None]]) -> dict[str, Any]:
+def print_table(
+    name: str,
+    sc: dict[str, Any],
+    targets: list[str],
+    results: dict[str, list[dict[str, Any] | None]],
+) -> dict[str, Any]:
     cols = list(COLUMNS[sc["kind"]])
     if sc["kind"] == "load" and sc.get("chat_rate"):
         cols += [("chatRatio", "chat.ratio", 3), ("chatP99", "chat.latency_ms.p99", 2)]
@@ -1156,16 +1310,25 @@ def print_table(name: str, sc: dict[str, Any], targets: list[str],
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
-        print("  " + "  ".join(c.rjust(w) if i > 0 else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        print(
+            "  "
+            + "  ".join(
+                c.rjust(w) if i > 0 else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     if sc["kind"] == "saturation":
         for t in targets:
             fails = [get(r, "first_failure") for r in results.get(t, []) if r]
             lim = any(get(r, "gen_limited") for r in results.get(t, []) if r)
-            shown = "; ".join(str(f) if f else "none: every step held, raise --d-rates"
-                              for f in fails) or "-"
-            print(f"  {t}: first failing step: {shown}"
-                  + ("  [generator fell behind: result is generator-limited]" if lim else ""))
+            shown = (
+                "; ".join(str(f) if f else "none: every step held, raise --d-rates" for f in fails)
+                or "-"
+            )
+            print(
+                f"  {t}: first failing step: {shown}"
+                + ("  [generator fell behind: result is generator-limited]" if lim else "")
+            )
     # ratios to the first target, median over rounds of the per-round ratio
     base = targets[0]
     if len(targets) > 1:
@@ -1187,35 +1350,46 @@ def print_table(name: str, sc: dict[str, Any], targets: list[str],
             rrows.append(row)
         widths = [max(len(r[i]) for r in rrows) for i in range(len(rrows[0]))]
         for r in rrows:
-            print("    " + "  ".join(c.rjust(w) if i > 0 else c.ljust(w)
-                                     for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+            print(
+                "    "
+                + "  ".join(
+                    c.rjust(w) if i > 0 else c.ljust(w)
+                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
     warn = []
     for t in targets:
         for r in results.get(t, []):
             if not r:
                 continue
             if (r.get("sched_skipped") or 0) > 0:
-                warn.append(f"{t}: generator fell behind schedule "
-                            f"(skipped {r['sched_skipped']} sends)")
+                warn.append(
+                    f"{t}: generator fell behind schedule (skipped {r['sched_skipped']} sends)"
+                )
             if (r.get("disconnects") or 0) > 0:
                 warn.append(f"{t}: {r['disconnects']} client disconnects during the run")
             if (r.get("self_echo") or 0) > 0:
                 warn.append(f"{t}: sender received its own codeUpdate {r['self_echo']} times")
             s = r.get("setup") or {}
             if s.get("connected", 0) < s.get("attempted", 0):
-                warn.append(f"{t}: {s['connected']}/{s['attempted']} connected "
-                            f"({s.get('connect_error_sample')})")
+                warn.append(
+                    f"{t}: {s['connected']}/{s['attempted']} connected "
+                    f"({s.get('connect_error_sample')})"
+                )
             if s.get("join_timeouts"):
-                warn.append(f"{t}: {s['join_timeouts']} joinRoom got no roomUsers within the "
-                            f"join timeout (those clients are not counted as receivers)")
+                warn.append(
+                    f"{t}: {s['join_timeouts']} joinRoom got no roomUsers within the "
+                    f"join timeout (those clients are not counted as receivers)"
+                )
             evs = dict(s.get("other_events") or {})
             for name, e in (r.get("other_events") or {}).items():
                 evs.setdefault(name, e)
             for name, e in evs.items():
                 if name in EXPECTED_EVENTS and app_like(t):
                     continue
-                warn.append(f"{t}: server also sent event {name!r} "
-                            f"(x{e['count']}, e.g. {e['sample']})")
+                warn.append(
+                    f"{t}: server also sent event {name!r} (x{e['count']}, e.g. {e['sample']})"
+                )
     for w in dict.fromkeys(warn):
         print(f"  ! {w}")
     sys.stdout.flush()
@@ -1224,21 +1398,30 @@ def print_table(name: str, sc: dict[str, Any], targets: list[str],
 
 def describe(name: str, sc: dict[str, Any]) -> str:
     if sc["kind"] == "load":
-        s = (f"{sc['rooms']} rooms x {sc['clients']} clients, {sc['rate']:g} changes/s/room, "
-             f"{sc['size']} B")
+        s = (
+            f"{sc['rooms']} rooms x {sc['clients']} clients, {sc['rate']:g} changes/s/room, "
+            f"{sc['size']} B"
+        )
         return s + (f", chat {sc['chat_rate']:g}/s/room" if sc["chat_rate"] else "")
     if sc["kind"] == "saturation":
-        how = (f"rates {sc['rates']}" if sc.get("rates") else
-               f"search from {sc['start']:g} x{sc['factor']:g}, {sc['refine']} bisections")
+        how = (
+            f"rates {sc['rates']}"
+            if sc.get("rates")
+            else f"search from {sc['start']:g} x{sc['factor']:g}, {sc['refine']} bisections"
+        )
         return f"saturation {sc['rooms']} x {sc['clients']}, {how}, {sc['size']} B"
     if sc["kind"] == "slow":
-        return (f"slow consumers: {sc['rooms']} rooms of a typist ({sc['rate']:g}/s, "
-                f"{sc['size']} B), a reader and a client that stops reading for "
-                f"{sc['stall']:g} s")
+        return (
+            f"slow consumers: {sc['rooms']} rooms of a typist ({sc['rate']:g}/s, "
+            f"{sc['size']} B), a reader and a client that stops reading for "
+            f"{sc['stall']:g} s"
+        )
     if sc["kind"] == "persist":
-        return (f"persistence: {sc['rooms']} rooms typing {sc['rate']:g}/s for "
-                f"{sc['seconds']:g} s (store writes); joins of {sc['joins']} stored rooms of "
-                f"{sc['code_kb']} KB code + {sc['messages']} chat messages")
+        return (
+            f"persistence: {sc['rooms']} rooms typing {sc['rate']:g}/s for "
+            f"{sc['seconds']:g} s (store writes); joins of {sc['joins']} stored rooms of "
+            f"{sc['code_kb']} KB code + {sc['messages']} chat messages"
+        )
     return f"{sc['conns']} idle connections"
 
 
@@ -1270,8 +1453,7 @@ def build_scenarios(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             out[scen][k] = [float(x) for x in val.split(",")]
         elif k in ("start", "factor", "max_rate"):
             out[scen][k] = float(val)
-        elif k in ("rooms", "clients", "size", "conns", "code_kb", "messages", "joins",
-                   "refine"):
+        elif k in ("rooms", "clients", "size", "conns", "code_kb", "messages", "joins", "refine"):
             out[scen][k] = int(val)
         elif k in ("rate", "chat_rate", "seconds", "stall", "after"):
             out[scen][k] = float(val)
@@ -1297,10 +1479,17 @@ async def wait_quiet(args: argparse.Namespace) -> None:
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     scenarios = build_scenarios(args)
-    report: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "extra"},
-                              "scenarios": {}}
-    runners = {"load": scenario_load, "saturation": scenario_saturation, "idle": scenario_idle,
-               "persist": scenario_persist, "slow": scenario_slow}
+    report: dict[str, Any] = {
+        "args": {k: v for k, v in vars(args).items() if k != "extra"},
+        "scenarios": {},
+    }
+    runners = {
+        "load": scenario_load,
+        "saturation": scenario_saturation,
+        "idle": scenario_idle,
+        "persist": scenario_persist,
+        "slow": scenario_slow,
+    }
     for name, sc in scenarios.items():
         results: dict[str, list[dict[str, Any] | None]] = {t: [] for t in args.targets}
         log(f"scenario {name}: {describe(name, sc)}")
@@ -1318,15 +1507,19 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     log(f"  round {rnd + 1} target {t} ({srv.url}, pid {srv.pid})")
                     res = await runners[sc["kind"]](args, sc, srv)
                     if srv.proc is not None and srv.proc.returncode is not None:
-                        log(f"  ! target {t} exited during the run (rc {srv.proc.returncode}),"
-                            f" see {srv.log_path}")
+                        log(
+                            f"  ! target {t} exited during the run (rc {srv.proc.returncode}),"
+                            f" see {srv.log_path}"
+                        )
                     res["round"] = rnd + 1
                     results[t].append(res)
                     if sc["kind"] == "load":
-                        log(f"    deliv/s {fmt(res['deliveries_per_s'], 0)} ratio "
+                        log(
+                            f"    deliv/s {fmt(res['deliveries_per_s'], 0)} ratio "
                             f"{fmt(res['ratio'], 3)} p50/p99 {fmt(res['latency_ms']['p50'])}/"
                             f"{fmt(res['latency_ms']['p99'])} ms srv {fmt(res['srv_cpu_pct'], 0)}%"
-                            f" gen {fmt(res['gen_cpu_pct'], 0)}%")
+                            f" gen {fmt(res['gen_cpu_pct'], 0)}%"
+                        )
                 except Exception as e:  # keep going with the other runs
                     log(f"  ! {name}/{t} round {rnd + 1} failed: {type(e).__name__}: {e}")
                     results[t].append(None)
@@ -1340,62 +1533,110 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--targets", help="comma list (default node,app; 'url' with --url)")
     ap.add_argument("--scenarios", default="a,b,c,d,e,f", help="comma list of a,b,c,d,e,f,g")
     ap.add_argument("--url", help="benchmark an already running server (target 'url')")
     ap.add_argument("--server-pid", type=int, help="pid of the --url server for CPU/RSS")
-    ap.add_argument("--app-cmd", default="{python} -m app",
-                    help="command of target 'app' (placeholders {python} {port} {root} "
-                         "{data_dir} {node}; env PORT and DATA_DIR are set)")
-    ap.add_argument("--extra-target", action="append", default=[], metavar="NAME=CMD",
-                    help="define another target, e.g. bare-oj='{python} scripts/relay_bare.py "
-                         "--port {port} --tuned --orjson'")
-    ap.add_argument("--env", action="append", default=[], metavar="K=V",
-                    help="extra environment variable for started servers")
+    ap.add_argument(
+        "--app-cmd",
+        default="{python} -m app",
+        help="command of target 'app' (placeholders {python} {port} {root} "
+        "{data_dir} {node}; env PORT and DATA_DIR are set)",
+    )
+    ap.add_argument(
+        "--extra-target",
+        action="append",
+        default=[],
+        metavar="NAME=CMD",
+        help="define another target, e.g. bare-oj='{python} scripts/relay_bare.py "
+        "--port {port} --tuned --orjson'",
+    )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment variable for started servers",
+    )
     ap.add_argument("--python", default=sys.executable, help="python for {python}")
     ap.add_argument("--node", default=shutil.which("node") or "node", help="node binary")
     ap.add_argument("--rounds", type=int, help="A B A B rounds (default 2, quick 1)")
     ap.add_argument("--warmup", type=float, help="warm-up seconds (default 3, quick 1)")
     ap.add_argument("--seconds", type=float, help="measure window seconds (default 10, quick 3)")
-    ap.add_argument("--drain", type=float, default=3.0,
-                    help="max seconds to wait for in-window deliveries (default 3)")
+    ap.add_argument(
+        "--drain",
+        type=float,
+        default=3.0,
+        help="max seconds to wait for in-window deliveries (default 3)",
+    )
     ap.add_argument("--size", type=int, default=2048, help="codeChange text size in bytes")
     ap.add_argument("--chat-rate", type=float, default=0.0, help="chat messages/s/room")
     ap.add_argument("--procs", type=int, default=1, help="generator processes (room slices)")
-    ap.add_argument("--connect-batch", type=int, default=100,
-                    help="concurrent handshakes per generator process")
+    ap.add_argument(
+        "--connect-batch", type=int, default=100, help="concurrent handshakes per generator process"
+    )
     ap.add_argument("--connect-timeout", type=float, default=20.0)
-    ap.add_argument("--no-deflate", action="store_true",
-                    help="clients do not offer permessage-deflate (they do by default, "
-                         "like browsers and socket.io-client)")
-    ap.add_argument("--set", action="append", default=[], metavar="SCEN.KEY=VAL",
-                    help="override a scenario parameter, e.g. a.rate=20, d.rates=5,10,20")
-    ap.add_argument("--d-rates", type=lambda s: [float(x) for x in s.split(",")],
-                    help="explicit saturation steps, changes/s/room (default: search, ramp "
-                         "x1.5 from 2 then 3 bisections; quick: 2 bisections)")
-    ap.add_argument("--d-retries", type=int, default=1,
-                    help="re-measure a failing saturation step this many times (default 1)")
-    ap.add_argument("--d-pause", type=float, default=2.0,
-                    help="seconds between saturation steps (default 2)")
+    ap.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="clients do not offer permessage-deflate (they do by default, "
+        "like browsers and socket.io-client)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SCEN.KEY=VAL",
+        help="override a scenario parameter, e.g. a.rate=20, d.rates=5,10,20",
+    )
+    ap.add_argument(
+        "--d-rates",
+        type=lambda s: [float(x) for x in s.split(",")],
+        help="explicit saturation steps, changes/s/room (default: search, ramp "
+        "x1.5 from 2 then 3 bisections; quick: 2 bisections)",
+    )
+    ap.add_argument(
+        "--d-retries",
+        type=int,
+        default=1,
+        help="re-measure a failing saturation step this many times (default 1)",
+    )
+    ap.add_argument(
+        "--d-pause", type=float, default=2.0, help="seconds between saturation steps (default 2)"
+    )
     ap.add_argument("--d-p99", type=float, default=100.0, help="saturation p99 limit (ms)")
-    ap.add_argument("--d-min-ratio", type=float, default=1.0,
-                    help="saturation minimum delivery ratio")
+    ap.add_argument(
+        "--d-min-ratio", type=float, default=1.0, help="saturation minimum delivery ratio"
+    )
     ap.add_argument("--e-conns", type=int, help="idle connections (default 5000, quick 1000)")
     ap.add_argument("--e-join", action="store_true", help="idle clients join rooms of 5")
     ap.add_argument("--e-settle", type=float, default=2.0, help="seconds before RSS samples")
-    ap.add_argument("--quick", action="store_true",
-                    help="short windows: rounds 1, warmup 1, seconds 3, e-conns 1000")
-    ap.add_argument("--wait-quiet", type=float, metavar="PCT",
-                    help="before each run, wait until other processes use at most PCT%% of "
-                         "one core (shared machines; bounded by --quiet-max-wait)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="short windows: rounds 1, warmup 1, seconds 3, e-conns 1000",
+    )
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        metavar="PCT",
+        help="before each run, wait until other processes use at most PCT%% of "
+        "one core (shared machines; bounded by --quiet-max-wait)",
+    )
     ap.add_argument("--quiet-max-wait", type=float, default=60.0)
-    ap.add_argument("--settle", type=float, default=0.5,
-                    help="seconds to wait after a started server is healthy")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds to wait after a started server is healthy",
+    )
     ap.add_argument("--start-timeout", type=float, default=30.0)
     ap.add_argument("--nofile", type=int, default=65536, help="RLIMIT_NOFILE for all processes")
-    ap.add_argument("--max-total", type=float, default=3600.0,
-                    help="hard bound on the whole benchmark, seconds")
+    ap.add_argument(
+        "--max-total", type=float, default=3600.0, help="hard bound on the whole benchmark, seconds"
+    )
     ap.add_argument("--json-out", help="write all raw results (JSON) to this file")
     ap.add_argument("--log-dir", help="server logs (default: a new temp dir)")
     args = ap.parse_args(argv)
@@ -1436,9 +1677,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing node modules: run `npm ci` in {LB_DIR}", file=sys.stderr)
         return 2
     args.nofile = raise_nofile(args.nofile)
-    log(f"targets {args.targets}, scenarios {args.scenarios}, rounds {args.rounds}, "
+    log(
+        f"targets {args.targets}, scenarios {args.scenarios}, rounds {args.rounds}, "
         f"warmup {args.warmup}s, measure {args.seconds}s, procs {args.procs}, "
-        f"nofile {args.nofile}, logs in {args.log_dir}")
+        f"nofile {args.nofile}, logs in {args.log_dir}"
+    )
     t0 = time.monotonic()
     try:
         report = asyncio.run(asyncio.wait_for(run_all(args), args.max_total))

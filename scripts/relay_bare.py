@@ -199,8 +199,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5055)
-    ap.add_argument("--tuned", action="store_true",
-                    help="deflate off + uvloop + gc.freeze() + raised GC thresholds")
+    ap.add_argument(
+        "--tuned",
+        action="store_true",
+        help="deflate off + uvloop + gc.freeze() + raised GC thresholds",
+    )
     ap.add_argument("--orjson", action="store_true", help="encode/decode packets with orjson")
     args = ap.parse_args()
 
@@ -212,8 +215,15 @@ def main() -> None:
         gc.set_threshold(100_000, 50, 100)
 
     app = build_app(tuned=args.tuned, use_orjson=args.orjson)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None,
-                loop=loop, handle_signals=True)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        loop=loop,
+        handle_signals=True,
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import engineio
 import socketio
 from aiohttp import web
 
@@ -78,11 +79,25 @@ async def running_server(
         await runner.cleanup()
 
 
+class InOrderEngineIO(engineio.AsyncClient):  # type: ignore[misc]
+    """Handles each message before it reads the next packet (and answers a PING), as a
+    browser's engine.io-client does; the stock client handles messages in tasks of their own,
+    so its PONG can overtake the handling of the message before it."""
+
+    async def _trigger_event(self, event: str, *args: Any, run_async: bool = False) -> Any:
+        return await super()._trigger_event(event, *args, run_async=False)
+
+
+class InOrderClient(socketio.AsyncClient):  # type: ignore[misc]
+    def _engineio_client_class(self) -> type[engineio.AsyncClient]:
+        return InOrderEngineIO
+
+
 class Client:
     """A real socketio.AsyncClient that keeps every event it receives, in order, per name."""
 
     def __init__(self, transports: list[str] | None = None) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = InOrderClient(reconnection=False)
         self.transports = transports or ["websocket"]
         self.events: dict[str, list[Any]] = defaultdict(list)
         self.order: list[tuple[str, Any]] = []

@@ -1152,10 +1152,11 @@ UPDATE_LIMITS = {
 async def test_update_at_the_limits_and_with_unicode_keeps_every_value_exactly(
     env: Env, fields: dict[str, Any]
 ) -> None:
-    """Through REST into a session, a code into a new one (in a room with a history, a REST
-    text is merged with the recent text closest to it: see the merge tests)."""
+    """Through REST into a session, a code or language into a new one (in a room with a
+    history, a REST text is merged with the recent text closest to it, and a language a
+    socket replaced a moment ago is a stale auto-save: see the keystroke tests)."""
     room_id = ROOM
-    if "code" in fields:
+    if "code" in fields or "language" in fields:
         room_id = f"REST-{uuid.uuid4().hex[:8]}"
         created = {"roomId": room_id, "creatorName": "Rex"}
         assert (await request(env, "POST", "/api/sessions/create", json_body=created)).status == 201

@@ -42,7 +42,7 @@ class Calls:
             payload = outbound.existing_participants(others, reconnect)
             self.notifier.send([member.sid], "existingCallParticipants", payload)
         announce = outbound.ready_for_call(member.sid, member.name, reconnect)
-        self.notifier.broadcast(room.room_id, "userReadyForCall", announce, skip=member.sid)
+        self.notifier.relay(room.room_id, "userReadyForCall", announce, skip=member.sid)
 
     def leave(self, room: Room, member: Member) -> None:
         self.rooms.leave_call(room, member, reason=None)
@@ -85,7 +85,7 @@ class Meetings:
         self.meeting_of[sid] = room_id
         group = MEETING_GROUP + room_id
         self.notifier.enter(sid, group)
-        self.notifier.broadcast(group, "user-joined", sid, list(people))
+        self.notifier.relay(group, "user-joined", sid, list(people))
 
     def signal(self, sid: str, to: str, message: str) -> None:
         room_id = self.meeting_of.get(sid)
@@ -98,7 +98,7 @@ class Meetings:
         if room_id is None:
             raise NotInRoom("You have not joined a meeting")
         group = MEETING_GROUP + room_id
-        self.notifier.broadcast(group, "chat-message", data, sender, sid, skip=sid)
+        self.notifier.relay(group, "chat-message", data, sender, sid, skip=sid)
 
     def leave(self, sid: str) -> None:
         room_id = self.meeting_of.pop(sid, None)
@@ -110,4 +110,4 @@ class Meetings:
             self.meetings.pop(room_id, None)
         group = MEETING_GROUP + room_id
         self.notifier.leave(sid, group)
-        self.notifier.broadcast(group, "user-left", sid)
+        self.notifier.relay(group, "user-left", sid)

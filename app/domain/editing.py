@@ -3,20 +3,25 @@
 Versioned changes (text, language, chat) leave through the room's sequencer, so every client
 receives versions in increasing order; chat and language changes are held there until stored
 (bounded by CHAT_STORE_TIMEOUT_SECONDS). No socket is ever sent a text it already shows.
+
+In cluster mode every change is first put in the room's log (`Rooms.order`, under the room's
+lock) and only then made; the other processes make it when they read it there (the
+`_apply_*` methods), and each process tells its own sockets.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.config import Settings
 from app.domain.deltas import op_to_changes
 from app.domain.errors import BaseTooOld, StoreUnavailable
-from app.domain.ot import Op
-from app.domain.ports import Notifier
+from app.domain.ot import Op, diff, op_from_json, op_to_json
+from app.domain.ports import LogEntry, Notifier
 from app.domain.room import Document, Member, Room
 from app.domain.rooms import Missed, Rooms
 from app.domain.sequencer import Ticket
@@ -25,6 +30,8 @@ from app.wire import outbound
 
 MAX_OUTBOX = 10_000  # chat held in memory during a store outage, per room
 MAX_TOLD_LANGUAGES = 8  # languages remembered per socket to recognise its echoes
+# A REST language that a socket replaced less than this ago is a stale auto-save.
+STALE_REST_LANGUAGE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,17 @@ class Upload:
     source: str
 
 
+@dataclass(frozen=True)
+class Author:
+    """Who made a change: a socket id and a name (of this process or another)."""
+
+    sid: str
+    name: str
+
+
+Who = Member | Author
+
+
 class Editing:
     """The domain operations behind the editing events and REST updates."""
 
@@ -69,6 +87,21 @@ class Editing:
         self.notifier = notifier
         self.settings = settings
         self.monotonic = rooms.monotonic  # when texts were sent and changes arrived
+        rooms.appliers.update(
+            {
+                "text": self._apply_text,
+                "lang": self._apply_language,
+                "chat": self._apply_chat,
+                "file": self._apply_file,
+                "active": self._apply_active,
+                "upload": self._apply_upload,
+                "describe": self._apply_describe,
+                "delete": self._apply_delete,
+                "wb": self._apply_whiteboard,
+                "people": self._apply_participants,
+                "saved": self._apply_saved,
+            }
+        )
 
     @property
     def _now(self) -> datetime:
@@ -87,47 +120,84 @@ class Editing:
         *,
         as_file: bool = False,
         changes: Sequence[Any] | None = None,
+        arrived: tuple[int, float] | None = None,
     ) -> TextAnswer:
         """A text from a socket (`codeChange` for the main text, `changeFile` for any): the
-        whole text, or `changes` (a delta) on the text at `base_version`."""
+        whole text, or `changes` (a delta) on the text at `base_version`. `arrived`: the
+        probes its socket had answered when it arrived, and when (default: now)."""
         room, member = await self.rooms.member(sid, room_id)
         if as_file:
             member.uses_files = True
         else:
             member.uses_code = True
-        doc = room.docs.get(doc_id)
-        if doc is None or (as_file and not doc.listed):
-            room.check_new_text(doc_id, text or "")  # a refused change makes no file
-            doc = self.create_file(room, doc_id, doc_id)
-        answered = self.notifier.answered(sid)
-        if changes is not None and base_version is not None:
-            rebased = room.rebase_delta(member, doc, changes, base_version)
-            if rebased is None:  # its base is gone: it starts again from the room text
-                member.stream(doc_id).held = None
-                self._publish_text(room, doc, [member], None, as_file=as_file)
-                raise BaseTooOld(f"baseVersion {base_version} is no longer kept")
-            text = rebased.sent
-        else:
-            text = text or ""
-            rebased = room.rebase(member, doc, text, base_version, self.monotonic(), answered)
-        language = self._code_language(member, room, language)
-        change = room.apply_text(member, doc, rebased, text, language, self._now, answered)
-        if change is None:
-            if member.deltas:  # its change is acknowledged in the order of the others
-                nothing = (room.version, ())
-                self._publish_text(room, doc, [member], member, as_file=as_file, delta=nothing)
-            elif not member.shows(doc_id, doc.text):  # it changed nothing: bring it up to date
-                self._publish_text(room, doc, [member], None, as_file=as_file)
-            return TextAnswer(room.version, doc.text if text != doc.text else None, False, None)
-        self.rooms.writer.changed(room)
-        delta = doc.history.last_change()
-        ticket = self._publish_text(room, doc, None, member, as_file=as_file, delta=delta)
-        if change.language_changed:
-            self._publish_language(room, member, skip=member.sid)
+        async with room.lock:
+            doc = room.docs.get(doc_id)
+            if doc is None or (as_file and not doc.listed):
+                room.check_new_text(doc_id, text or "")  # a refused change makes no file
+                doc = await self._create_file(room, doc_id, doc_id)
+            answered, now = arrived if arrived is not None else (None, self.monotonic())
+            if arrived is None:
+                answered = self.notifier.answered(sid)
+            while True:
+                if changes is not None and base_version is not None:
+                    rebased = room.rebase_delta(member, doc, changes, base_version)
+                    if rebased is None:  # its base is gone: it starts again from the room text
+                        member.stream(doc_id).held = None
+                        self._publish_text(room, doc, [member], None, as_file=as_file)
+                        raise BaseTooOld(f"baseVersion {base_version} is no longer kept")
+                    sent = rebased.sent
+                else:
+                    sent = text or ""
+                    rebased = room.rebase(member, doc, sent, base_version, now, answered)
+                new_language = self._code_language(member, room, language)
+                if doc_id != MAIN_FILE_ID or new_language == room.language:
+                    new_language = None
+                if rebased.text == doc.text and new_language is None:
+                    break  # it changes nothing: nothing to order
+                room.check_text(doc_id, rebased.text)
+                entry = {
+                    "k": "text",
+                    "d": doc_id,
+                    "op": op_to_json(rebased.op),
+                    "s": sid,
+                    "n": member.name,
+                    "l": new_language,
+                    "f": as_file,
+                }
+                if await self.rooms.order(room, entry):
+                    break
+            change = room.apply_text(member, doc, rebased, sent, new_language, self._now, answered)
+            if change is None:
+                if member.deltas:  # its change is acknowledged in the order of the others
+                    nothing = (room.version, ())
+                    self._publish_text(room, doc, [member], member, as_file=as_file, delta=nothing)
+                elif not member.shows(doc_id, doc.text):  # it changed nothing: bring it up to date
+                    self._publish_text(room, doc, [member], None, as_file=as_file)
+                return TextAnswer(room.version, doc.text if sent != doc.text else None, False, None)
+            self.rooms.writer.changed(room)
+            delta = doc.history.last_change()
+            ticket = self._publish_text(room, doc, None, member, as_file=as_file, delta=delta)
+            if change.language_changed:
+                self._publish_language(room, member, skip=member.sid)
         await ticket.wait_sent()
         return TextAnswer(
             change.version, doc.text if change.echo else None, change.merged, change.reason
         )
+
+    def _apply_text(self, room: Room, entry: LogEntry) -> None:
+        body = entry.body
+        doc = room.ensure_doc(body["d"])
+        room.apply_op(doc, op_from_json(body["op"]), entry.version, body["s"], self._now)
+        language = body.get("l")
+        if language and language != room.language:
+            room.replace_language(language, self._now)
+            room.language_version = entry.version
+        self.rooms.writer.changed(room)
+        author = Author(body["s"], body["n"])
+        delta = doc.history.last_change()
+        self._publish_text(room, doc, None, author, as_file=bool(body.get("f")), delta=delta)
+        if language:
+            self._publish_language(room, author)
 
     def _code_language(self, member: Member, room: Room, language: str | None) -> str | None:
         """The language a `codeChange` sets: its own only if the sender changed it (the
@@ -136,7 +206,22 @@ class Editing:
             return None
         return language
 
-    def create_file(self, room: Room, file_id: str, name: str) -> Document:
+    async def create_file(self, room: Room, file_id: str, name: str) -> Document:
+        async with room.lock:
+            return await self._create_file(room, file_id, name)
+
+    async def _create_file(self, room: Room, file_id: str, name: str) -> Document:
+        """The file, made (and announced) unless listed already; hold the room's lock."""
+        while True:
+            doc = room.docs.get(file_id)
+            if doc is not None and doc.listed:
+                return doc
+            room.check_new_text(file_id, "")
+            if await self.rooms.order(room, {"k": "file", "d": file_id, "name": name}):
+                break
+        return self._made_file(room, file_id, name)
+
+    def _made_file(self, room: Room, file_id: str, name: str) -> Document:
         doc, created = room.create_file(file_id, name, self._now)
         if created:
             self.rooms.writer.changed(room)
@@ -146,12 +231,15 @@ class Editing:
             )
         return doc
 
+    def _apply_file(self, room: Room, entry: LogEntry) -> None:
+        self._made_file(room, entry.body["d"], entry.body["name"])
+
     def _publish_text(
         self,
         room: Room,
         doc: Document,
         members: list[Member] | None,
-        author: Member | None,
+        author: Who | None,
         *,
         as_file: bool = False,
         delta: tuple[int, Op] | None = None,
@@ -169,7 +257,7 @@ class Editing:
         room: Room,
         out: TextOut,
         members: list[Member] | None,
-        author: Member | None,
+        author: Who | None,
         as_file: bool,
     ) -> None:
         """The text to each member that does not show it yet, in the event it reads
@@ -232,22 +320,44 @@ class Editing:
         merge: bool = True,
     ) -> tuple[bool, bool]:
         """A REST update of a text and the language; which of them changed. A merged text
-        that the room held recently changes nothing (see Room.merge_text)."""
-        now = self._now
-        if text is None:
-            text_changed = False
-        elif merge:
-            text_changed = room.merge_text(doc, text, now)
-        else:
-            text_changed = room.replace_text(doc, text, now)
-        language_changed = language is not None and room.set_language(language, now)
-        if text_changed or language_changed:
-            self.rooms.writer.changed(room)
-        if text_changed:
-            self._publish_text(room, doc, None, None, delta=doc.history.last_change())
-        if language_changed:
-            self._publish_language(room, None)
+        that the room held recently changes nothing (see TextHistory.rebase_rest)."""
+        text_changed = language_changed = False
+        async with room.lock:
+            while text is not None:
+                if merge:
+                    rebased = doc.history.rebase_rest(text)
+                    op = rebased.op if rebased is not None else ()
+                else:
+                    rebased, op = None, diff(doc.text, text)
+                if not op:
+                    break
+                room.check_text(doc.doc_id, rebased.text if rebased is not None else text)
+                entry = {"k": "text", "d": doc.doc_id, "op": op_to_json(op), "s": None, "n": ""}
+                if await self.rooms.order(room, entry):
+                    room.commit_text(doc, rebased, op, self._now)
+                    text_changed = True
+                    break
+            if merge and language is not None and self._stale_language(room, language):
+                language = None
+            while language is not None and language != room.language:
+                entry = {"k": "lang", "l": language, "s": None, "n": outbound.SERVER_NAME}
+                if await self.rooms.order(room, entry):
+                    language_changed = room.set_language(language, self._now, live=False)
+                    break
+            if text_changed or language_changed:
+                self.rooms.writer.changed(room)
+            if text_changed:
+                self._publish_text(room, doc, None, None, delta=doc.history.last_change())
+            if language_changed:
+                self._publish_language(room, None)
         return text_changed, language_changed
+
+    def _stale_language(self, room: Room, language: str) -> bool:
+        """A REST language that a socket's change replaced a moment ago: an auto-save sent
+        before its author received that change (the editor saves two seconds after the last
+        change it saw). It must not undo it; REST after REST always applies."""
+        replaced = room.replaced_languages.get(language)
+        return replaced is not None and self._now - replaced < STALE_REST_LANGUAGE
 
     # -- replays -----------------------------------------------------------------------------------
 
@@ -321,20 +431,36 @@ class Editing:
         room, member = await self.rooms.member(sid, room_id)
         first = not member.spoke_language
         member.spoke_language = True
-        if language == room.language:
-            self._consume_told(member, language)
-            return room.version
-        echo = self._consume_told(member, language)
-        if echo or (first and language == DEFAULT_LANGUAGE):
-            language, version = room.language, room.version
-            room.sequencer.publish(
-                lambda: self._send_language([member], language, version, None), version=version
-            )
-            return room.version
-        room.set_language(language, self._now)
-        ticket = self._publish_language(room, member, skip=member.sid, held=True)
+        async with room.lock:
+            if language == room.language:
+                self._consume_told(member, language)
+                return room.version
+            echo = self._consume_told(member, language)
+            if echo or (first and language == DEFAULT_LANGUAGE):
+                current, version = room.language, room.version
+                room.sequencer.publish(
+                    lambda: self._send_language([member], current, version, None),
+                    version=version,
+                )
+                return room.version
+            while language != room.language:
+                entry = {"k": "lang", "l": language, "s": sid, "n": member.name}
+                if await self.rooms.order(room, entry):
+                    room.set_language(language, self._now)
+                    break
+            else:
+                return room.version  # another process set it first
+            version = room.language_version  # before the wait: others may change it again
+            ticket = self._publish_language(room, member, skip=member.sid, held=True)
         await self._stored(room, ticket)
-        return room.language_version
+        return version
+
+    def _apply_language(self, room: Room, entry: LogEntry) -> None:
+        body = entry.body
+        if room.set_language(body["l"], self._now, live=bool(body.get("s"))):
+            self.rooms.writer.changed(room)
+            author = Author(body["s"], body["n"]) if body.get("s") else None
+            self._publish_language(room, author)
 
     @staticmethod
     def _remember_told(member: Member, language: str) -> None:
@@ -350,7 +476,7 @@ class Editing:
         return True
 
     def _publish_language(
-        self, room: Room, author: Member | None, *, skip: str | None = None, held: bool = False
+        self, room: Room, author: Who | None, *, skip: str | None = None, held: bool = False
     ) -> Ticket:
         """`languageUpdate` with the language and version now, to the room but `skip`."""
         language, version = room.language, room.version
@@ -363,7 +489,7 @@ class Editing:
         )
 
     def _send_language(
-        self, members: list[Member], language: str, version: int, author: Member | None
+        self, members: list[Member], language: str, version: int, author: Who | None
     ) -> None:
         sid, name = (author.sid, author.name) if author else (None, outbound.SERVER_NAME)
         for member in members:
@@ -380,20 +506,40 @@ class Editing:
             raise StoreUnavailable(
                 "The session store is unavailable and this room's outbox is full"
             )
-        message = room.accept_chat(member, text, client_id, self._now)
-        payload = outbound.new_message(message, sid)
-        ticket = room.sequencer.publish(
-            lambda: self.notifier.broadcast(room_id, "newMessage", payload, skip=sid),
-            held=True,
-            version=message.version,
-        )
+        message_id, now = client_id or uuid.uuid4().hex, self._now
+        async with room.lock:
+            while True:
+                draft = room.chat_record(member, text, message_id, now, room.version + 1)
+                entry = {"k": "chat", "m": draft.model_dump(mode="json"), "s": sid}
+                if await self.rooms.order(room, entry):
+                    break
+            message = room.accept_chat(member, text, message_id, now)
+            payload = outbound.new_message(message, sid)
+            ticket = room.sequencer.publish(
+                lambda: self.notifier.broadcast(room_id, "newMessage", payload, skip=sid),
+                held=True,
+                version=message.version,
+            )
         await self._stored(room, ticket)
         return message
 
+    def _apply_chat(self, room: Room, entry: LogEntry) -> None:
+        message = ChatRecord.model_validate(entry.body["m"])
+        room.add_chat(message, self._now)
+        self.rooms.writer.changed(room)
+        payload = outbound.new_message(message, entry.body.get("s"))
+        room.sequencer.publish(
+            lambda: self.notifier.broadcast(room.room_id, "newMessage", payload),
+            version=message.version,
+        )
+
     async def _stored(self, room: Room, ticket: Any) -> None:
-        """Wait (bounded) until the room is stored, then let the held event go."""
+        """Wait (bounded) until the room is stored, then let the held event go. In cluster
+        mode the room's log (in Redis, with AOF) is where it is safe: no wait."""
         try:
-            await self.rooms.writer.flush(room, within=self.settings.chat_store_timeout_seconds)
+            if self.rooms.log is None:
+                within = self.settings.chat_store_timeout_seconds
+                await self.rooms.writer.flush(room, within=within)
         finally:
             room.sequencer.release(ticket)
         await ticket.wait_sent()
@@ -403,15 +549,16 @@ class Editing:
     async def open_file(self, sid: str, room_id: str, file_id: str, name: str | None) -> int:
         room, member = await self.rooms.member(sid, room_id)
         member.uses_files = True
-        doc = room.docs.get(file_id)
-        if doc is None or not doc.listed:
-            doc = self.create_file(room, file_id, name or file_id)
-        else:
-            payload = outbound.file_opened(doc.doc_id, doc.name)
-            room.sequencer.publish(lambda: self.notifier.broadcast(room_id, "fileOpened", payload))
-        if room.active_file is None:
-            self._set_active(room, file_id)
-        return room.version
+        async with room.lock:
+            doc = room.docs.get(file_id)
+            if doc is None or not doc.listed:
+                doc = await self._create_file(room, file_id, name or file_id)
+            else:
+                payload = outbound.file_opened(doc.doc_id, doc.name)
+                room.sequencer.publish(lambda: self.notifier.relay(room_id, "fileOpened", payload))
+            if room.active_file is None:
+                await self._set_active(room, file_id)
+            return room.version
 
     def request_file(self, room: Room, member: Member, file_id: str) -> None:
         """`fileContentSnapshot` to the asker, unless its editor shows that text already."""
@@ -430,10 +577,15 @@ class Editing:
 
         room.sequencer.publish(send, version=version)
 
-    def set_active_file(self, room: Room, file_id: str) -> None:
-        self._set_active(room, file_id)
+    async def set_active_file(self, room: Room, file_id: str) -> None:
+        async with room.lock:
+            await self._set_active(room, file_id)
 
-    def _set_active(self, room: Room, file_id: str) -> None:
+    async def _set_active(self, room: Room, file_id: str) -> None:
+        await self.rooms.order(room, {"k": "active", "d": file_id}, versioned=False)
+        self._made_active(room, file_id)
+
+    def _made_active(self, room: Room, file_id: str) -> None:
         room.set_active_file(file_id, self._now)
         self.rooms.writer.changed(room)
         payload = outbound.active_file_changed(file_id)
@@ -441,9 +593,22 @@ class Editing:
             lambda: self.notifier.broadcast(room.room_id, "activeFileChanged", payload)
         )
 
-    def upload(self, room: Room, upload: Upload, uploader: Member | None = None) -> Document:
+    def _apply_active(self, room: Room, entry: LogEntry) -> None:
+        self._made_active(room, entry.body["d"])
+
+    async def upload(self, room: Room, upload: Upload, uploader: Member | None = None) -> Document:
         """A whole file, new or replacing one: the room hears `fileUploaded`, then its text
         (which the uploader already has)."""
+        async with room.lock:
+            while True:
+                room.check_upload(upload.file_id, upload.content)
+                entry = {"k": "upload", "u": upload.__dict__}
+                if await self.rooms.order(room, entry):
+                    break
+            doc = self._uploaded(room, upload, uploader)
+        return doc
+
+    def _uploaded(self, room: Room, upload: Upload, uploader: Member | None) -> Document:
         doc = room.upload(
             upload.file_id,
             name=upload.name,
@@ -473,6 +638,9 @@ class Editing:
         )
         return doc
 
+    def _apply_upload(self, room: Room, entry: LogEntry) -> None:
+        self._uploaded(room, Upload(**entry.body["u"]), None)
+
     def _announce_upload(
         self, room: Room, file_id: str, uploaded: outbound.Json, snapshot: outbound.Json
     ) -> None:
@@ -499,7 +667,44 @@ class Editing:
             )
             self.notifier.send(code_to, "codeUpdate", update)
 
-    def delete_file(self, room: Room, file_id: str) -> None:
+    async def delete_file(self, room: Room, file_id: str) -> None:
+        async with room.lock:
+            while True:
+                room.listed_doc(file_id)  # FileNotFound
+                if await self.rooms.order(room, {"k": "delete", "d": file_id}):
+                    break
+            self._deleted(room, file_id)
+
+    def _apply_delete(self, room: Room, entry: LogEntry) -> None:
+        self._deleted(room, entry.body["d"])
+
+    async def describe_file(self, room: Room, doc: Document, **description: Any) -> None:
+        """Replace a file's description (name, mime, size, uploader)."""
+        async with room.lock:
+            entry = {"k": "describe", "d": doc.doc_id, "x": description}
+            while not await self.rooms.order(room, entry):
+                pass
+            room.describe_file(doc, now=self._now, **description)
+            self.rooms.writer.changed(room)
+
+    def _apply_describe(self, room: Room, entry: LogEntry) -> None:
+        room.describe_file(room.doc(entry.body["d"]), now=self._now, **entry.body["x"])
+        self.rooms.writer.changed(room)
+
+    async def add_participants(
+        self, room: Room, participants: list[tuple[str | None, str]]
+    ) -> None:
+        async with room.lock:
+            entry = {"k": "people", "p": participants}
+            await self.rooms.order(room, entry, versioned=False)
+            room.add_participants(participants, self._now)
+            self.rooms.writer.changed(room)
+
+    def _apply_participants(self, room: Room, entry: LogEntry) -> None:
+        room.add_participants([(p[0], p[1]) for p in entry.body["p"]], self._now)
+        self.rooms.writer.changed(room)
+
+    def _deleted(self, room: Room, file_id: str) -> None:
         room.delete_file(file_id, self._now)
         self.rooms.writer.changed(room)
         for member in room.members.values():
@@ -511,9 +716,27 @@ class Editing:
 
     # -- whiteboard --------------------------------------------------------------------------------
 
-    def change_whiteboard(self, room: Room, member: Member, snapshot: Any) -> None:
+    async def change_whiteboard(self, room: Room, member: Member, snapshot: Any) -> None:
+        async with room.lock:
+            entry = {"k": "wb", "w": snapshot, "s": member.sid}
+            await self.rooms.order(room, entry, versioned=False)
+            self._drawn(room, snapshot, member.sid)
+
+    def _drawn(self, room: Room, snapshot: Any, sid: str | None) -> None:
         room.set_whiteboard(snapshot, self._now)
         self.rooms.writer.changed(room)
-        self.notifier.broadcast(
-            room.room_id, "whiteboardUpdate", {"snapshot": snapshot}, skip=member.sid
-        )
+        self.notifier.broadcast(room.room_id, "whiteboardUpdate", {"snapshot": snapshot}, skip=sid)
+
+    def _apply_whiteboard(self, room: Room, entry: LogEntry) -> None:
+        self._drawn(room, entry.body["w"], None)
+
+    # -- stored (cluster mode) -------------------------------------------------------------------
+
+    def _apply_saved(self, room: Room, entry: LogEntry) -> None:
+        """The writing process stored the room as it was after entry `c`: so it is here too."""
+        version = room.saved_through(entry.body["c"])
+        if version is not None:
+            payload = outbound.session_saved(room.room_id, version, self._now)
+            room.sequencer.publish(
+                lambda: self.notifier.broadcast(room.room_id, "sessionSaved", payload)
+            )

@@ -74,3 +74,9 @@ class BaseTooOld(DomainError):
     code = "base_too_old"
     status = 409
     title = "Base too old"
+
+
+class ClusterUnavailable(DomainError):
+    code = "cluster_unavailable"
+    status = 503
+    title = "Cluster unavailable"

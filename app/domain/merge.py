@@ -89,6 +89,11 @@ class Rebased:
     _owner: object = field(repr=False, compare=False)
 
     @property
+    def op(self) -> Op:
+        """From the room text it was computed on to the text it produces."""
+        return self._op
+
+    @property
     def sent(self) -> str:
         """The text its author sent (or, for a delta, made)."""
         return self._sent
@@ -275,22 +280,25 @@ class TextHistory:
             return self._last_writer_wins(author, sent, None)
         edit = diff(chosen.text, sent)
         try:
-            moved, bridge = transform_past(
-                edit, chosen.chain(), edit_first=self._continues(author, chosen, edit)
-            )
+            chain, mine, caret = self._chain_of(author, chosen)
+            moved, bridge = transform_past(edit, chain, first_at=caret, mine=mine)
             text = apply(moved, self._text)
         except ValueError:  # the ops do not fit together: never corrupt, replace instead
             return self._last_writer_wins(author, sent, None)
         return self._rebased(author, sent, text, moved, bridge, True, None, chosen, base_version)
 
-    def _continues(self, author: str | None, base: Base, edit: Op) -> bool:
-        """Whether `edit` inserts right where its author's previous insertion ended (it goes
-        on typing a word): then it stays with it, ahead of others' text inserted there."""
+    def _chain_of(self, author: str | None, base: Base) -> tuple[list[Op], list[bool], int | None]:
+        """What a change on `base` is moved past, which of those ops are its author's own,
+        and its author's caret in the base (see transform_past): a change that goes on typing
+        where its author's last insertion ended stays with it, ahead of others' text."""
         state = self._authors.get(author) if author is not None else None
-        if state is None or state.caret is None or base.kind != "own":
-            return False
-        inserted = insertion(edit)
-        return inserted is not None and inserted[0] == state.caret
+        if base.kind == "own":
+            return base.chain(), [], state.caret if state is not None else None
+        if base.version is None or base.kind == "own_on" or author is None:
+            return base.chain(), [], None
+        entries = [e for e in self._entries if e.version > base.version and e.op]
+        chain = [e.op for e in entries]
+        return chain, [e.author == author for e in entries], self._caret(author, base.version)
 
     def rebase(
         self, author: str, sent: str, base_version: int | None, *, applied: bool = True
@@ -377,12 +385,21 @@ class TextHistory:
         merged from the closest kept room text."""
         if any(state.sent == sent for state in self._authors.values()):
             return None
-        bases = []
+        # Each kept text is rebuilt once, newest first, and only the closest so far is kept
+        # (one text in memory, whatever the history holds). An edit costs at least the
+        # difference in length, so most texts are ruled out without measuring the edit; in
+        # a tie the newer text wins, as in rebase_from.
+        best: Base | None = None
+        best_cost = 0
         for base in self.history_bases(self._oldest):
             if base.text == sent:
                 return None
-            bases.append(base)
-        return self.rebase_from(None, sent, bases)
+            if best is not None and abs(len(base.text) - len(sent)) >= best_cost:
+                continue
+            cost = edit_cost(base.text, sent)
+            if best is None or cost < best_cost:
+                best, best_cost = base, cost
+        return self.rebase_from(None, sent, [] if best is None else [best])
 
     def commit(self, rebased: Rebased, version: int) -> None:
         """Record a rebased change as `version` and remember its author's state."""
@@ -418,6 +435,13 @@ class TextHistory:
             self._append(version, (), self._text, None)
         else:
             self._append(version, diff(self._text, text), text, None)
+        self._prune()
+
+    def advance_op(self, version: int, op: Op, author: str | None = None) -> None:
+        """Record a change another process accepted (cluster mode): `op` on the current text."""
+        if version <= self._version:
+            raise ValueError(f"version {version} is not after {self._version}")
+        self._append(version, op, apply(op, self._text), author)
         self._prune()
 
     def forget(self, author: str) -> None:

@@ -298,18 +298,107 @@ def diff(old: str, new: str) -> Op:
 
 
 def transform_past(
-    edit: Op, chain: Sequence[Op], *, edit_first: bool = False, first_at: int | None = None
+    edit: Op,
+    chain: Sequence[Op],
+    *,
+    edit_first: bool = False,
+    first_at: int | None = None,
+    mine: Sequence[bool] = (),
 ) -> tuple[Op, Op]:
-    """Move edit past each op of chain (those win ties, unless `edit_first`, or the tie is
-    at `first_at`, a caret in edit's text, followed along); return (edit', chain') where
-    chain' is the chain transformed past edit, composed into one op (the bridge)."""
+    """Move edit past each op of chain; return (edit', chain') where chain' is the chain
+    transformed past edit, composed into one op (the bridge).
+
+    Where both insert at one place the chain's op goes first, unless `edit_first`, or the
+    place is `first_at`: the caret of edit's author (where its last insertion ended, in
+    edit's text), followed along. An op of the chain that is the author's own (`mine`)
+    inserting right where the edit inserts was typed just before it: the edit goes on after
+    that text, and ahead of others' text inserted there."""
+    if first_at is None and any(mine):
+        first_at = _typed_on(edit, chain, mine)
     bridge: list[Op] = []
-    for op in chain:
-        op_after_edit, moved = transform(op, edit, other_first=edit_first, other_first_at=first_at)
-        first_at = caret_after(op, first_at)
+    for i, op in enumerate(chain):
+        own = i < len(mine) and mine[i]
+        point = insertion(edit) if own else None
+        op_after_edit, moved = transform(
+            op,
+            edit,
+            other_first=edit_first and not own,  # its own earlier text stays before it
+            other_first_at=None if own else first_at,
+        )
+        if point is not None and _inserts_at(op, point[0]):
+            moved_at = insertion(moved)
+            first_at = moved_at[0] if moved_at is not None else None
+        else:
+            first_at = caret_after(op, first_at)
         edit = moved
         bridge.append(op_after_edit)
     return edit, compose_all(bridge)
+
+
+def _typed_on(edit: Op, chain: Sequence[Op], mine: Sequence[bool]) -> int | None:
+    """Where `edit` inserts, when one of its author's own ops of the chain inserted at that
+    same place of edit's text (typed just before it, not yet in the text it typed on): the
+    edit then goes on after that text, ahead of others' text inserted there."""
+    point = insertion(edit)
+    if point is None:
+        return None
+    before: list[Op] = []
+    for op, own in zip(chain, mine, strict=False):
+        if own:
+            for at in _insertion_points(op):
+                for earlier in reversed(before):
+                    at = _map_back(earlier, at)
+                if at == point[0]:
+                    return point[0]
+        before.append(op)
+    return None
+
+
+def _insertion_points(op: Op) -> list[int]:
+    points, at = [], 0
+    for component in op:
+        if isinstance(component, int):
+            at += component
+        elif isinstance(component, str):
+            points.append(at)
+        else:
+            at += len(component.text)
+    return points
+
+
+def _map_back(op: Op, position: int) -> int:
+    """A position of the text after `op`, in the text before it (inside text `op` inserted:
+    where it was inserted)."""
+    old = new = 0
+    for component in op:
+        if isinstance(component, int):
+            if position <= new + component:
+                return old + position - new
+            old += component
+            new += component
+        elif isinstance(component, str):
+            if position <= new + len(component):
+                return old
+            new += len(component)
+        else:
+            old += len(component.text)
+    return old + position - new
+
+
+def _inserts_at(op: Op, position: int) -> bool:
+    """Whether `op` inserts text at `position` of the text it applies to."""
+    at = 0
+    for component in op:
+        if isinstance(component, int):
+            at += component
+        elif isinstance(component, str):
+            if at == position:
+                return True
+        else:
+            at += len(component.text)
+        if at > position:
+            return False
+    return False
 
 
 def last_insertion_end(op: Op) -> int | None:
@@ -374,3 +463,22 @@ def edit_cost(old: str, new: str) -> int:
     prefix = _common_prefix(old, new)
     suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
     return len(old) + len(new) - 2 * (prefix + suffix)
+
+
+def op_to_json(op: Op) -> list[int | str | dict[str, str]]:
+    """An op as JSON: retains as numbers, inserts as strings, deletes as {"d": text}."""
+    return [{"d": c.text} if isinstance(c, Delete) else c for c in op]
+
+
+def op_from_json(data: Sequence[object]) -> Op:
+    out = Builder()
+    for component in data:
+        if isinstance(component, int) and not isinstance(component, bool):
+            out.retain(component)
+        elif isinstance(component, str):
+            out.insert(component)
+        elif isinstance(component, dict) and isinstance(component.get("d"), str):
+            out.delete(component["d"])
+        else:
+            raise ValueError(f"not an op component: {component!r}")
+    return out.build()

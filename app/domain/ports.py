@@ -1,10 +1,12 @@
-"""What the domain is given instead of reaching out: a notifier and a clock."""
+"""What the domain is given instead of reaching out: a notifier, a clock and (in cluster mode)
+the room log."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 Clock = Callable[[], datetime]
 
@@ -19,12 +21,17 @@ class Notifier(Protocol):
     def send(
         self, sids: Iterable[str], event: str, *args: object, replaces: str | None = None
     ) -> None:
-        """To these sockets, one event with these positional arguments. With `replaces`, an
-        unsent event of the same name and key still queued for a slow socket is superseded
-        (full texts: the newest one holds everything)."""
+        """To these sockets (on any process), one event with these positional arguments.
+        With `replaces`, an unsent event of the same name and key still queued for a slow
+        socket is superseded (full texts: the newest one holds everything)."""
 
     def broadcast(self, group: str, event: str, *args: object, skip: str | None = None) -> None:
-        """To every socket of `group` but `skip`."""
+        """To every socket of `group` but `skip` (in cluster mode: of this process; every
+        process tells its own sockets the room events of its copy of the room's log)."""
+
+    def relay(self, group: str, event: str, *args: object, skip: str | None = None) -> None:
+        """To every socket of `group` but `skip`, on every process: what the log does not
+        carry (cursors, typing, call signalling)."""
 
     def probe(self, sid: str) -> int | None:
         """Send the socket a probe, in order with everything sent to it before, that its
@@ -37,3 +44,70 @@ class Notifier(Protocol):
     def enter(self, sid: str, group: str) -> None: ...
 
     def leave(self, sid: str, group: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of a room's log (cluster mode): its place, the room version after it, the
+    process that appended it, and what happened."""
+
+    id: str
+    version: int
+    process: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Appended:
+    """An append's outcome: `entry` (None: another process's versioned entry came first) and
+    the entries of others before it that this process had not applied yet, in order."""
+
+    entry: LogEntry | None
+    missed: list[LogEntry]
+
+
+class RoomLog(Protocol):
+    """Where, in cluster mode, each room's one order is decided: an atomic compare-and-append
+    per room, which every process with the room open follows in order."""
+
+    process: str  # this process's id
+
+    async def open(self, room_id: str, stored_version: int) -> list[LogEntry]:
+        """Start following the room, loaded from the store at `stored_version`: the entries
+        not in that stored state yet (all kept ones: the caller skips what it holds)."""
+
+    def close(self, room_id: str) -> None:
+        """Stop following the room (it left this process's memory)."""
+
+    async def append(
+        self,
+        room_id: str,
+        body: dict[str, Any],
+        *,
+        expected: int | None,
+        after: str | None,
+        held: int,
+    ) -> Appended:
+        """Append `body`: with `expected` (the room version the change was computed on) only
+        if the room is still at that version, and the entry gets the next version; without,
+        at the current version. `after`: the last entry this process applied (None: it does
+        not need the entries before); `held`: the
+        version it holds (what a log that lost its data starts again from). Raises
+        ClusterUnavailable when the log cannot be reached."""
+
+    async def trim(self, room_id: str, before: str) -> None:
+        """Drop the entries before `before` (stored, and older than the merges need)."""
+
+    async def problem(self) -> str | None:
+        """None when the log answers, else what is wrong (readiness)."""
+
+
+class WriterLease(Protocol):
+    """Cluster mode: which process persists each room, one at a time."""
+
+    async def hold(self, room_id: str) -> bool:
+        """Take or renew the room's write lease; False when another process holds it.
+        Raises ClusterUnavailable when that cannot be known."""
+
+    async def release(self, room_id: str) -> None:
+        """Give the lease up (this process no longer has the room)."""

@@ -5,6 +5,7 @@ Every method is synchronous: a read-check-mutate of room state never spans an `a
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import deque
@@ -17,6 +18,7 @@ from app.config import Settings
 from app.domain.deltas import changes_to_op
 from app.domain.errors import FileNotFound, InvalidPayload, LimitExceeded
 from app.domain.merge import Rebased, TextHistory
+from app.domain.ot import Op
 from app.domain.sequencer import Sequencer
 from app.domain.streams import Stream
 from app.storage.records import (
@@ -28,6 +30,7 @@ from app.storage.records import (
 )
 
 MAX_PARTICIPANTS = 500
+MAX_REPLACED_LANGUAGES = 8  # replaced languages remembered per room
 
 
 @dataclass(eq=False)
@@ -47,6 +50,7 @@ class Member:
     told: list[str] = field(default_factory=list)  # languages it was told and has not echoed
     spoke_language: bool = False  # it has sent a languageChange
     deltas: bool = False  # it reads every change as a delta, its own included (extension)
+    process: str = ""  # cluster mode: the process whose socket it is ("": this one)
 
     def stream(self, doc_id: str) -> Stream:
         stream = self.streams.get(doc_id)
@@ -160,6 +164,9 @@ class Room:
         self.changes = 0  # grows with every mutation that must reach the store
         self.saved_changes = 0
         self.language_version = record.language_version  # for replays
+        # Languages the room held before, and when each was replaced: a REST auto-save that
+        # names one of them soon after is stale (see Editing.replace_text).
+        self.replaced_languages: dict[str, datetime] = {}
         self.sequencer = Sequencer(record.version)
         self.seq = 0  # orders what each socket was sent and sent (see streams.py)
         self.served: deque[tuple[str, int]] = deque(maxlen=64)  # REST reads: (address, version)
@@ -169,6 +176,13 @@ class Room:
         # before writing them: each load is a new epoch, in which they are handed out again.
         self.epoch = uuid.uuid4().hex[:12]
         self.loaded_version = record.version
+        # Cluster mode: members on other processes, the last log entry applied, and the
+        # change count and version after each recent entry (what a `saved` entry covers).
+        self.remote: dict[str, Member] = {}
+        self.remote_away: dict[str, Member] = {}
+        self.log_id = "0-0"
+        self.marks: deque[tuple[str, int, int]] = deque(maxlen=4096)
+        self.lock = asyncio.Lock()  # one change at a time is ordered (cluster mode)
 
     def _history(self, text: str, version: int) -> TextHistory:
         return TextHistory(
@@ -251,6 +265,10 @@ class Room:
             joined_version=self.version,
         )
         self.members[sid] = member
+        self.add_participant(user_id, name, now)
+        return member
+
+    def add_participant(self, user_id: str | None, name: str, now: datetime) -> None:
         key = _participant_key(user_id, name)
         known = self.participants.pop(key, None)
         self.participants[key] = Participant(
@@ -259,17 +277,30 @@ class Room:
         while len(self.participants) > MAX_PARTICIPANTS:
             del self.participants[next(iter(self.participants))]
         self.touch(now)
-        return member
+
+    def participant_left(self, user_id: str | None, name: str, now: datetime) -> None:
+        key = _participant_key(user_id, name)
+        if (known := self.participants.get(key)) is not None:
+            self.participants[key] = known.model_copy(update={"last_seen": now})
+        self.touch(now)
 
     def away_member(self, identity: str) -> Member | None:
-        return next((m for m in self.away.values() if m.identity == identity), None)
+        candidates = (*self.away.values(), *self.remote_away.values())
+        return next((m for m in candidates if m.identity == identity), None)
+
+    def everyone(self) -> list[Member]:
+        """The present members on every process, in the order they joined."""
+        if not self.remote:
+            return list(self.members.values())
+        return sorted((*self.members.values(), *self.remote.values()), key=lambda m: m.joined_at)
+
+    def size(self) -> int:
+        return len(self.members) + len(self.remote)
 
     def present_twin(self, member: Member) -> Member | None:
         """Another present socket of the same person (a reload whose new socket came first)."""
-        return next(
-            (m for m in self.members.values() if m is not member and m.identity == member.identity),
-            None,
-        )
+        present = (*self.members.values(), *self.remote.values())
+        return next((m for m in present if m is not member and m.identity == member.identity), None)
 
     def remove_member(self, sid: str, now: datetime) -> Member | None:
         """Forget a socket, present or away; its participant entry keeps the time it left."""
@@ -278,10 +309,7 @@ class Room:
             return None
         for doc in self.docs.values():
             doc.history.forget(sid)
-        key = _participant_key(member.user_id, member.name)
-        if (known := self.participants.get(key)) is not None:
-            self.participants[key] = known.model_copy(update={"last_seen": now})
-        self.touch(now)
+        self.participant_left(member.user_id, member.name, now)
         return member
 
     def add_participants(self, participants: list[tuple[str | None, str]], now: datetime) -> None:
@@ -299,6 +327,9 @@ class Room:
         if doc_id == MAIN_FILE_ID:
             return self.settings.max_code_bytes
         return self.settings.max_file_bytes
+
+    def check_text(self, doc_id: str, text: str) -> None:
+        self._check_size(doc_id, text)
 
     def _check_size(self, doc_id: str, text: str) -> None:
         """Refuse a text over its limit, or one that would take the room's files over theirs."""
@@ -407,34 +438,41 @@ class Room:
         if text_changed:
             doc.version = version
         if language_changed:
-            self.language = new_language
+            self.replace_language(new_language, now)
             self.language_version = version
         self.touch(now)
         return TextChange(doc, version, sent, rebased.merged, rebased.reason, language_changed)
 
-    def merge_text(self, doc: Document, text: str, now: datetime) -> bool:
-        """A whole text from outside (a REST save): nothing if the room held it recently (an
-        autosave of a text since typed over), else merged from the closest recent text."""
-        rebased = doc.history.rebase_rest(text)
-        if rebased is None or rebased.text == doc.text:
-            return False
-        self._check_size(doc.doc_id, rebased.text)
-        version = self._next_version()
-        doc.history.commit(rebased, version)
-        doc.version = version
+    def apply_op(
+        self, doc: Document, op: Op, version: int, author: str | None, now: datetime
+    ) -> None:
+        """A text change another process accepted (cluster mode), as version `version`."""
+        doc.history.advance_op(version, op, author)
+        self.version = version
+        if op:
+            doc.version = version
         self.touch(now)
-        return True
 
-    def replace_text(self, doc: Document, text: str, now: datetime) -> bool:
-        """A whole new text that replaces the room's (a new session's code); True if changed."""
-        if text == doc.text:
-            return False
-        self._check_size(doc.doc_id, text)
+    def commit_text(self, doc: Document, rebased: Rebased | None, op: Op, now: datetime) -> None:
+        """A text change from outside a socket (REST): `rebased` (merged) or `op`."""
         version = self._next_version()
-        doc.history.advance(version, text)
+        if rebased is not None:
+            doc.history.commit(rebased, version)
+        else:
+            doc.history.advance_op(version, op)
         doc.version = version
         self.touch(now)
-        return True
+
+    def ensure_doc(self, doc_id: str) -> Document:
+        """The text, made unlisted if unknown (a log entry of a text made elsewhere)."""
+        doc = self.docs.get(doc_id)
+        return doc if doc is not None else self._new_doc(doc_id, doc_id, self.last_activity)
+
+    def check_upload(self, file_id: str, content: str) -> None:
+        doc = self.docs.get(file_id)
+        if doc is None or not doc.listed:
+            self._check_count()
+        self._check_size(file_id, content)
 
     def upload(
         self,
@@ -449,10 +487,8 @@ class Room:
         now: datetime,
     ) -> Document:
         """Create or replace a whole file entry (the original's upsert by fileId)."""
+        self.check_upload(file_id, content)
         doc = self.docs.get(file_id)
-        if doc is None or not doc.listed:
-            self._check_count()
-        self._check_size(file_id, content)
         if doc is None:
             doc = self._new_doc(file_id, name, now)
         version = self._next_version()
@@ -481,11 +517,15 @@ class Room:
         doc.version = self._next_version()
         self.touch(now)
 
-    def delete_file(self, file_id: str, now: datetime) -> Document:
-        """Remove a file; the main text is only taken off the list (it is the session's code)."""
+    def listed_doc(self, file_id: str) -> Document:
         doc = self.docs.get(file_id)
         if doc is None or not doc.listed:
             raise FileNotFound("No file found with this file ID")
+        return doc
+
+    def delete_file(self, file_id: str, now: datetime) -> Document:
+        """Remove a file; the main text is only taken off the list (it is the session's code)."""
+        doc = self.listed_doc(file_id)
         if file_id == MAIN_FILE_ID:
             doc.listed = False
         else:
@@ -496,11 +536,22 @@ class Room:
         self.touch(now)
         return doc
 
-    def set_language(self, language: str, now: datetime) -> bool:
+    def replace_language(self, language: str, now: datetime, *, live: bool = True) -> None:
+        """Make `language` the room's (no version). `live`: a socket changed it, so the one
+        it replaces is remembered (see Editing.replace_text)."""
+        replaced = self.replaced_languages
+        replaced.pop(language, None)
+        if live:
+            replaced[self.language] = now
+            while len(replaced) > MAX_REPLACED_LANGUAGES:
+                del replaced[next(iter(replaced))]
+        self.language = language
+
+    def set_language(self, language: str, now: datetime, *, live: bool = True) -> bool:
         if language == self.language:
             return False
         self.language_version = self._next_version()
-        self.language = language
+        self.replace_language(language, now, live=live)
         self.touch(now)
         return True
 
@@ -515,21 +566,24 @@ class Room:
 
     # -- chat ------------------------------------------------------------------------------
 
-    def accept_chat(
-        self, member: Member, text: str, client_id: str | None, now: datetime
+    def chat_record(
+        self, member: Member, text: str, message_id: str, now: datetime, version: int
     ) -> ChatRecord:
-        version = self._next_version()
-        self.touch(now)
-        message = ChatRecord(
+        return ChatRecord(
             room_id=self.room_id,
             version=version,
-            id=client_id or uuid.uuid4().hex,
+            id=message_id,
             user_id=member.user_id,
             user_name=member.name,
             message=text,
             timestamp=now,
-            expires_at=self.expires_at,
+            expires_at=now + self.settings.ttl,
         )
+
+    def accept_chat(self, member: Member, text: str, message_id: str, now: datetime) -> ChatRecord:
+        version = self._next_version()
+        self.touch(now)
+        message = self.chat_record(member, text, message_id, now, version)
         self.outbox.append(message)
         return message
 
@@ -558,3 +612,24 @@ class Room:
         """The snapshot taken at `changes` mutations and the first `messages` chats are stored."""
         self.saved_changes = max(self.saved_changes, changes)
         del self.outbox[:messages]
+
+    def add_chat(self, message: ChatRecord, now: datetime) -> None:
+        """A chat message another process accepted (cluster mode)."""
+        self.version = message.version
+        self.outbox.append(message)
+        self.touch(now)
+
+    def mark(self, entry_id: str) -> None:
+        """The log entry `entry_id` is applied (cluster mode)."""
+        self.log_id = entry_id
+        self.marks.append((entry_id, self.changes, self.version))
+
+    def saved_through(self, entry_id: str) -> int | None:
+        """Another process stored this room as it was after `entry_id`: mark it stored here
+        too; the version stored (None: that entry is too old to tell)."""
+        for mark_id, changes, version in reversed(self.marks):
+            if mark_id == entry_id:
+                self.saved_changes = max(self.saved_changes, changes)
+                self.outbox = [m for m in self.outbox if m.version > version]
+                return version
+        return None

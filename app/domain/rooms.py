@@ -15,17 +15,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from app.clock import utc_now
 from app.config import Settings
 from app.domain.errors import (
+    ClusterUnavailable,
     NotInRoom,
     RoomFull,
     SessionExpired,
     SessionNotFound,
     StoreUnavailable,
 )
-from app.domain.ports import Notifier
+from app.domain.ports import LogEntry, Notifier, RoomLog
 from app.domain.room import Member, Room
 from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError
@@ -60,9 +62,20 @@ class Missed:
 
 
 def room_users(room: Room) -> list[outbound.Json]:
-    return [
-        outbound.user_entry(m.sid, m.name, m.user_id, m.joined_at) for m in room.members.values()
-    ]
+    return [outbound.user_entry(m.sid, m.name, m.user_id, m.joined_at) for m in room.everyone()]
+
+
+Applier = Callable[[Room, LogEntry], None]
+# Log entries that take a version (the others happen at the version they were appended at).
+VERSIONED = frozenset({"text", "lang", "chat", "file", "upload", "describe", "delete"})
+GRACE_MARGIN_SECONDS = 2.0  # other processes end a remote member's grace after its own
+
+
+def entry_after(entry_id: str, other: str) -> bool:
+    """Whether the log entry id `entry_id` comes after `other` (ids are "ms-seq")."""
+    ms, _, seq = entry_id.partition("-")
+    other_ms, _, other_seq = other.partition("-")
+    return (int(ms), int(seq or 0)) > (int(other_ms), int(other_seq or 0))
 
 
 class Rooms:
@@ -76,8 +89,17 @@ class Rooms:
         notifier: Notifier,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        log: RoomLog | None = None,
     ) -> None:
         self.store = store
+        self.log = log  # cluster mode: where each room's order is decided
+        # What a log entry of each kind does to this process's copy of its room.
+        self.appliers: dict[str, Applier] = {
+            "join": self._apply_join,
+            "away": self._apply_away,
+            "leave": self._apply_leave,
+        }
+        self._replicating: set[asyncio.Task[None]] = set()
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
         self.writer = writer
         self.settings = settings
@@ -118,6 +140,21 @@ class Rooms:
         record = await self.load_record(room_id)
         return None if record is None else Room(record, self.settings, self.monotonic)
 
+    async def _follow(self, room: Room) -> None:
+        """Cluster mode: bring a room just loaded up to its log, and follow it."""
+        if self.log is None:
+            return
+        stored = room.version
+        entries = await self.log.open(room.room_id, stored)
+        fresh = [
+            e
+            for e in entries
+            if e.version > stored or (e.version == stored and e.body.get("k") not in VERSIONED)
+        ]
+        self.apply(room, fresh)
+        if entries:
+            room.log_id = entries[-1].id
+
     async def open(self, room_id: str, *, create: bool) -> Room:
         """The live room, loading it once however many callers ask at the same time."""
         room = self.rooms.get(room_id)
@@ -142,8 +179,171 @@ class Rooms:
                     loaded = Room(record, self.settings, self.monotonic)
                     loaded.changes += 1  # a new session must reach the store
                 room = self.rooms[room_id] = loaded
+                try:
+                    await self._follow(room)
+                except BaseException:
+                    self.rooms.pop(room_id, None)
+                    raise
                 self._schedule_unload(room)
         return room
+
+    # -- the room's order (cluster mode) ------------------------------------------------------
+
+    async def order(self, room: Room, body: dict[str, Any], *, versioned: bool = True) -> bool:
+        """Put a change in the room's log before it happens (hold `room.lock`). True: it is
+        next (single process: always). False: another process's change came first and is
+        applied now: work the change out again. Others' entries before it are applied first.
+        Raises ClusterUnavailable when the log cannot be reached: nothing happened."""
+        log_ = self.log
+        if log_ is None:
+            return True
+        appended = await log_.append(
+            room.room_id,
+            body,
+            expected=room.version if versioned else None,
+            after=room.log_id,
+            held=room.version,
+        )
+        self.apply(room, appended.missed)
+        if appended.entry is None:
+            return False
+        room.mark(appended.entry.id)
+        return True
+
+    def apply(self, room: Room, entries: list[LogEntry]) -> None:
+        """Others' log entries, in order: each once (what this process appended is done)."""
+        for entry in entries:
+            if not entry_after(entry.id, room.log_id):
+                continue
+            versioned = entry.body.get("k") in VERSIONED
+            if versioned and entry.version != room.version + 1:
+                log.error(
+                    "room %s: log entry %s has version %s, the room is at %s",
+                    room.room_id, entry.id, entry.version, room.version,
+                )  # fmt: skip
+            applier = self.appliers.get(str(entry.body.get("k")))
+            if applier is None:
+                log.error("room %s: unknown log entry %r", room.room_id, entry.body.get("k"))
+            else:
+                try:
+                    applier(room, entry)
+                except Exception:
+                    log.exception("room %s: applying log entry %s failed", room.room_id, entry.id)
+            if versioned:
+                room.version = max(room.version, entry.version)
+            room.mark(entry.id)
+
+    async def deliver(self, room_id: str, entries: list[LogEntry]) -> None:
+        """The follower's entries for a room this process has open."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        async with room.lock:
+            self.apply(room, entries)
+
+    def replicate(self, room: Room, body: dict[str, Any]) -> None:
+        """Cluster mode: tell the other processes what already happened here (presence)."""
+        if self.log is None:
+            return
+        task = asyncio.ensure_future(self._replicate(room, body))
+        self._replicating.add(task)
+        task.add_done_callback(self._replicating.discard)
+
+    async def _replicate(self, room: Room, body: dict[str, Any]) -> None:
+        for delay in (0.0, 0.2, 0.5, 1.0, 2.0, 5.0):
+            await asyncio.sleep(delay)
+            try:
+                async with room.lock:
+                    ordered = await self.order(room, body, versioned=False)
+                    if ordered and body.get("sid") not in room.members:
+                        # About a socket of a process that is gone: it happens here too.
+                        entry = LogEntry(room.log_id or "", room.version, "", body)
+                        self.appliers[body["k"]](room, entry)
+                return
+            except ClusterUnavailable:
+                continue
+        log.error("room %s: could not tell the cluster %s", room.room_id, body.get("k"))
+
+    def process_gone(self, process: str) -> None:
+        """Cluster mode: a process stopped renewing its lease: its sockets dropped."""
+        for room in list(self.rooms.values()):
+            for sid, member in list(room.remote.items()):
+                if member.process == process:
+                    self.replicate(room, {"k": "away", "sid": sid, "of": process})
+
+    def remote_processes(self) -> set[str]:
+        """The other processes whose sockets are in this process's rooms."""
+        return {m.process for room in self.rooms.values() for m in room.remote.values()}
+
+    # what other processes' presence entries do here
+
+    def _member_of(self, entry: LogEntry) -> Member:
+        body = entry.body
+        return Member(
+            sid=body["sid"],
+            name=body["name"],
+            user_id=body.get("user"),
+            joined_at=datetime.fromisoformat(body["at"]),
+            address=body.get("addr", "unknown"),
+            process=entry.process,
+        )
+
+    def _apply_join(self, room: Room, entry: LogEntry) -> None:
+        member = self._member_of(entry)
+        resumes = entry.body.get("resumes")
+        if member.sid in room.remote:  # a repeated join: its name
+            room.remote[member.sid].name = member.name
+            self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+            return
+        if resumes is not None:
+            away = room.remote_away.pop(resumes, None) or room.away.get(resumes)
+            if away is not None:
+                member.joined_at = away.joined_at
+                if resumes in room.away:
+                    self._forget_away(room, away)
+        room.remote[member.sid] = member
+        room.add_participant(member.user_id, member.name, self.clock())
+        self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+        if resumes is None:
+            joined = outbound.user_joined(member.sid, member.name)
+            self.notifier.broadcast(room.room_id, "userJoined", joined)
+
+    def _apply_away(self, room: Room, entry: LogEntry) -> None:
+        sid = entry.body["sid"]
+        if sid in room.members:  # taken for gone while this process could not renew its lease
+            self.replicate(room, self._join_entry(room.members[sid], sid))
+            return
+        member = room.remote.pop(sid, None)
+        if member is None:
+            return
+        room.remote_away[sid] = member
+        self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+        payload = outbound.who(sid, member.name)
+        self.notifier.broadcast(room.room_id, "userTemporarilyDisconnected", payload)
+        grace = self.settings.reconnect_grace_seconds + GRACE_MARGIN_SECONDS
+        asyncio.get_running_loop().call_later(grace, self._remote_grace_over, room, sid)
+
+    def _remote_grace_over(self, room: Room, sid: str) -> None:
+        """Its own process would have ended its grace by now (or is gone): end it."""
+        if sid in room.remote_away and self.rooms.get(room.room_id) is room:
+            self.replicate(room, {"k": "leave", "sid": sid, "reason": "timeout"})
+
+    def _apply_leave(self, room: Room, entry: LogEntry) -> None:
+        sid = entry.body["sid"]
+        if sid in room.members:  # taken for gone while this process could not renew its lease
+            self.replicate(room, self._join_entry(room.members[sid], None))
+            return
+        present = sid in room.remote
+        member = room.remote.pop(sid, None) or room.remote_away.pop(sid, None)
+        if member is None:
+            return
+        room.participant_left(member.user_id, member.name, self.clock())
+        if present:
+            self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+        if not entry.body.get("quiet"):
+            left = outbound.user_left(member.sid, member.name)
+            self.notifier.broadcast(room.room_id, "userLeft", left)
+        self._schedule_unload(room)
 
     # -- joining ---------------------------------------------------------------------------
 
@@ -176,15 +376,16 @@ class Rooms:
         current = room.members.get(sid)
         if current is not None:
             current.name = name
+            self.replicate(room, self._join_entry(current, None))
             return Arrival(room=room, member=current, repeated=True)
         identity = Member(sid, name, user_id, self.clock(), address).identity
         away = room.away_member(identity)
-        if away is None and len(room.members) >= self.settings.max_clients_per_room:
+        if away is None and room.size() >= self.settings.max_clients_per_room:
             raise RoomFull(
                 f"Room {room.room_id} is full ({self.settings.max_clients_per_room} clients)"
             )
         self.leave(sid)  # a socket is in one room at a time
-        if away is not None:
+        if away is not None and room.remote_away.pop(away.sid, None) is None:
             self._forget_away(room, away)
         member = room.add_member(sid, name, user_id, address, self.clock())
         if away is not None:  # the same person, back: same entry, same editor dialect
@@ -194,7 +395,20 @@ class Rooms:
         self.notifier.enter(sid, room.room_id)
         self._cancel_unload(room.room_id)
         self.writer.changed(room)
+        self.replicate(room, self._join_entry(member, away.sid if away is not None else None))
         return Arrival(room=room, member=member, repeated=False, resumed=away is not None)
+
+    @staticmethod
+    def _join_entry(member: Member, resumes: str | None) -> dict[str, Any]:
+        return {
+            "k": "join",
+            "sid": member.sid,
+            "name": member.name,
+            "user": member.user_id,
+            "at": member.joined_at.isoformat(),
+            "addr": member.address,
+            "resumes": resumes,
+        }
 
     def _announce_arrival(self, arrival: Arrival) -> None:
         room, member = arrival.room, arrival.member
@@ -242,6 +456,7 @@ class Rooms:
             return
         self.notifier.leave(sid, room.room_id)
         self._left(room)
+        self.replicate(room, {"k": "leave", "sid": sid, "reason": reason})
         send = self.notifier
         if present:
             send.broadcast(room.room_id, "roomUsers", room_users(room))
@@ -260,6 +475,7 @@ class Rooms:
             self._start_call_timer(room, sid, member.name)
         if room.present_twin(member) is not None:
             self._forget_away(room, member)  # its reload already joined: no departure at all
+            self.replicate(room, {"k": "leave", "sid": sid, "quiet": True})
             self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
             return
         payload = outbound.who(sid, member.name)
@@ -270,6 +486,7 @@ class Rooms:
             return
         del room.members[sid]
         room.away[sid] = member
+        self.replicate(room, {"k": "away", "sid": sid})
         self.notifier.leave(sid, room.room_id)
         self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
         self.notifier.broadcast(room.room_id, "userTemporarilyDisconnected", payload)
@@ -363,6 +580,11 @@ class Rooms:
             self._schedule_unload(room)
             return
         del self.rooms[room_id]
+        if self.log is not None:
+            self.log.close(room_id)
+            task = asyncio.ensure_future(self.writer.release(room_id))
+            self._replicating.add(task)
+            task.add_done_callback(self._replicating.discard)
 
     def close(self) -> None:
         """Stop every timer; away members leave now (their rooms then write at once)."""

@@ -112,7 +112,15 @@ class Sessions:
             raise StoreUnavailable(f"The session store is unavailable: {error}") from error
 
     async def store_problem(self, *, within: float) -> str | None:
-        """None when the store answers within `within` seconds, else what is wrong."""
+        """None when the store (and in cluster mode the room log) answers within `within`
+        seconds, else what is wrong."""
+        if self.rooms.log is not None:
+            try:
+                problem = await asyncio.wait_for(self.rooms.log.problem(), within)
+            except TimeoutError:
+                problem = f"the cluster's Redis did not answer within {within} s"
+            if problem is not None:
+                return problem
         try:
             # Shielded: a probe cut short must not abandon a store operation half-way.
             await asyncio.wait_for(asyncio.shield(self.rooms.store.ping()), within)
@@ -174,7 +182,7 @@ class Sessions:
         if doc is None or not doc.listed:
             doc = room.main
         await self.editing.replace_text(room, doc, code, language)
-        room.add_participants(participants, self.rooms.clock())  # touches the session anyway
+        await self.editing.add_participants(room, participants)  # touches the session anyway
         await self.persist(room)
 
     # -- files -------------------------------------------------------------------------------
@@ -195,20 +203,20 @@ class Sessions:
         doc = room.docs.get(entry.file_id)
         if doc is None or not doc.listed:
             room.check_new_text(entry.file_id, entry.content)  # a refused save makes no file
-            doc = self.editing.create_file(room, entry.file_id, entry.name)
+            doc = await self.editing.create_file(room, entry.file_id, entry.name)
         await self.editing.replace_text(room, doc, entry.content, None)
-        room.describe_file(
+        await self.editing.describe_file(
+            room,
             doc,
             name=entry.name,
             mime=entry.mime,
             size=entry.size,
             uploaded_by=entry.uploaded_by,
             uploader_name=entry.uploader_name,
-            now=self.rooms.clock(),
         )
         await self.persist(room)
 
     async def delete_file(self, room_id: str, file_id: str) -> None:
         room = await self.rooms.open(room_id, create=False)
-        self.editing.delete_file(room, file_id)
+        await self.editing.delete_file(room, file_id)
         await self.persist(room)

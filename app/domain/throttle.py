@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiolimiter import AsyncLimiter
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,19 +98,32 @@ class AddressLimits:
     """Per client address: concurrent sockets, new sockets per minute, REST requests per minute."""
 
     def __init__(
-        self, *, max_connections: int, connections_per_minute: int, requests_per_minute: int
+        self,
+        *,
+        max_connections: int,
+        connections_per_minute: int,
+        requests_per_minute: int,
+        storage: Storage | None = None,
     ) -> None:
-        self.max_connections = max_connections
+        self.max_connections = max_connections  # per process
         self.connection_rate = RateLimitItemPerMinute(connections_per_minute)
         self.request_rate = RateLimitItemPerMinute(requests_per_minute)
-        self.windows = MovingWindowRateLimiter(MemoryStorage())
+        # The windows: in memory, or shared by every process of a cluster (Redis).
+        self.windows = MovingWindowRateLimiter(storage or MemoryStorage())
         self.open: dict[str, int] = {}
+
+    async def _hit(self, rate: RateLimitItem, kind: str, address: str) -> bool:
+        try:
+            return await self.windows.hit(rate, kind, address)
+        except Exception as error:  # a shared storage that is down: nobody is refused for it
+            log.warning("address limits: the shared window is unavailable (%s)", error)
+            return True
 
     async def connect(self, address: str) -> str | None:
         """Count a new socket; None when allowed, else why not."""
         if self.open.get(address, 0) >= self.max_connections:
             return f"more than {self.max_connections} connections from one address"
-        if not await self.windows.hit(self.connection_rate, "connect", address):
+        if not await self._hit(self.connection_rate, "connect", address):
             return "too many new connections from one address; retry in a minute"
         self.open[address] = self.open.get(address, 0) + 1
         return None
@@ -121,9 +137,12 @@ class AddressLimits:
 
     async def request(self, address: str) -> float | None:
         """Count a REST request; None when allowed, else seconds until one is allowed."""
-        if await self.windows.hit(self.request_rate, "rest", address):
+        if await self._hit(self.request_rate, "rest", address):
             return None
-        stats = await self.windows.get_window_stats(self.request_rate, "rest", address)
+        try:
+            stats = await self.windows.get_window_stats(self.request_rate, "rest", address)
+        except Exception:
+            return 1.0
         return max(1.0, stats.reset_time - time.time())
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.clock import utc_now
-from app.domain.ports import Notifier
+from app.domain.errors import ClusterUnavailable
+from app.domain.ports import Notifier, RoomLog, WriterLease
 from app.domain.room import Room
 from app.storage import SessionStore, StoreError
 from app.wire import outbound
@@ -47,8 +48,16 @@ class DebouncedWriter:
         retry_max: float,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lease: WriterLease | None = None,
+        log: RoomLog | None = None,
+        keep_versions: int = 100,
     ) -> None:
         self.store = store
+        # Cluster mode: only the holder of a room's lease writes it, and tells the others
+        # through the room's log (each process then says `sessionSaved` to its sockets).
+        self.lease = lease
+        self.log = log
+        self.keep_versions = keep_versions  # log entries kept behind a write, for merges
         self.debounce = debounce
         self.max_delay = max_delay
         self.retry_max = retry_max
@@ -133,6 +142,9 @@ class DebouncedWriter:
             if not pending.urgent:
                 await self._quiet(pending)
             pending.urgent = False
+            if not pending.room.needs_save:  # another process stored it (cluster mode)
+                self._release(pending, pending.room.changes)
+                break
             if await self._write(pending):
                 failures = 0
                 if not pending.room.needs_save:
@@ -162,8 +174,15 @@ class DebouncedWriter:
 
     async def _write(self, pending: _Pending) -> bool:
         room = pending.room
+        if self.lease is not None:
+            try:
+                if not await self.lease.hold(room.room_id):
+                    return False  # another process writes it; look again later
+            except ClusterUnavailable:
+                return False
         # Snapshot synchronously: changes arriving during the write are saved by the next one.
         record, changes, messages = room.snapshot(), room.changes, list(room.outbox)
+        covered = room.log_id
         first_change, pending.first_change = pending.first_change, None
         try:
             if messages:
@@ -185,9 +204,31 @@ class DebouncedWriter:
                 record.version,
             )
         self._release(pending, changes)
-        if written and self.notifier is not None:
+        if written and self.log is not None:
+            await self._tell_saved(room, covered, record.version)
+        elif written and self.notifier is not None:
             self._announce_saved(room, record.version)
         return True
+
+    async def _tell_saved(self, room: Room, covered: str, version: int) -> None:
+        """Cluster mode: the others mark the room stored too, and the log is trimmed to what
+        merges still need."""
+        assert self.log is not None
+        body = {"k": "saved", "c": covered, "v": version}
+        try:
+            await self.log.append(room.room_id, body, expected=None, after=None, held=version)
+        except ClusterUnavailable:
+            return  # the next write tells them
+        keep_from = version - self.keep_versions
+        older = [entry_id for entry_id, _, v in room.marks if v <= keep_from]
+        if older:
+            await self.log.trim(room.room_id, older[-1])
+
+    async def release(self, room_id: str) -> None:
+        """This process let the room go: another may write it at once."""
+        if self.lease is not None:
+            with contextlib.suppress(ClusterUnavailable):
+                await self.lease.release(room_id)
 
     def _announce_saved(self, room: Room, version: int) -> None:
         """`sessionSaved` leaves behind every event of a version it covers."""

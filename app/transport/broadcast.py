@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,7 @@ from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
 
 NAMESPACE = "/"
+SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
 COALESCED_EVENTS = frozenset({"codeUpdate"})
 # Write directly only while the socket's send buffer holds less than this; beyond, the
 # queue's writer (which waits for the buffer to drain) takes over.
@@ -147,11 +149,14 @@ class Receipts:
     change that arrives before the answer to a PING was sent before the client processed
     anything sent after that PING."""
 
-    __slots__ = ("answered", "sent")
+    __slots__ = ("answered", "sent", "stamps")
 
     def __init__(self) -> None:
         self.sent = 0
         self.answered = 0
+        # Per event received, in order: the PINGs answered and the time when it arrived (its
+        # handler runs later, in a task of its own, maybe after PONGs that came behind it).
+        self.stamps: deque[tuple[int, float]] = deque(maxlen=1024)
 
 
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
@@ -238,6 +243,8 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         async def counted_receive(pkt: Any) -> None:
             if pkt.packet_type == eio_packet.PONG:
                 receipts.answered += 1
+            elif pkt.packet_type == eio_packet.MESSAGE and str(pkt.data)[:1] in SIO_EVENTS:
+                receipts.stamps.append((receipts.answered, time.monotonic()))
             await receive(pkt)
 
         socket.send, socket.receive = counted_send, counted_receive
@@ -256,6 +263,15 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         receipts.sent += 1
         self.deliver(_RoomPacket(None, None, eio_packet.PING), [str(eio_sid)])
         return receipts.sent
+
+    def arrival(self, sid: str) -> tuple[int, float] | None:
+        """For the event now being handled (call first thing, in arrival order): the PINGs
+        the socket had answered when it arrived, and when."""
+        eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
+        receipts = self.receipts.get(eio_sid) if eio_sid is not None else None
+        if receipts is None or not receipts.stamps:
+            return None
+        return receipts.stamps.popleft()
 
     def answered(self, sid: str) -> int | None:
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)

@@ -30,6 +30,9 @@ class SocketNotifier:
         self._count(event, 1)
         self.manager.broadcast_now(event, args, group, () if skip is None else (skip,))
 
+    def relay(self, group: str, event: str, *args: object, skip: str | None = None) -> None:
+        self.broadcast(group, event, *args, skip=skip)
+
     def probe(self, sid: str) -> int | None:
         return self.manager.probe(sid)
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import socketio
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 Handler = Callable[[str, Any], Awaitable[Json | None]]
 TEMPORARY_REASONS = ("ping timeout", "transport close", "transport error")
+# The event being handled: the probes its socket had answered when it arrived, and when.
+ARRIVAL: ContextVar[tuple[int, float] | None] = ContextVar("arrival", default=None)
 
 
 def _offset_from_auth(auth: object) -> m.ReconnectOffset | None:
@@ -91,6 +94,7 @@ class SocketEvents:
         name = event.name
 
         async def handle(sid: str, *args: object) -> Json | None:
+            ARRIVAL.set(self.notifier.manager.arrival(sid))  # first: in arrival order
             self.received[name] += 1
             throttle = self.throttles.get(sid)
             if throttle is not None:
@@ -130,12 +134,13 @@ class SocketEvents:
             room, member = await self.rooms.member(sid, payload.roomId)
             data = relay.build(payload, sid, member.name)
             skip = sid if relay.to == "others" else None
-            self.notifier.broadcast(room.room_id, relay.event, data, skip=skip)
+            self.notifier.relay(room.room_id, relay.event, data, skip=skip)
             return {"ok": True}
 
         return handle
 
     async def on_unknown(self, event: str, sid: str, *args: object) -> None:
+        self.notifier.manager.arrival(sid)
         self.unknown[event[:64]] += 1
         log.debug("unknown event %r from %s ignored", event[:64], sid)
 
@@ -218,7 +223,14 @@ class SocketEvents:
 
     async def on_code_change(self, sid: str, p: m.CodeChange) -> Json:
         answer = await self.editing.change_text(
-            sid, p.roomId, MAIN_FILE_ID, p.code, p.baseVersion, p.language, changes=p.changes
+            sid,
+            p.roomId,
+            MAIN_FILE_ID,
+            p.code,
+            p.baseVersion,
+            p.language,
+            changes=p.changes,
+            arrived=ARRIVAL.get(),
         )
         return self._text_answer(answer, p.baseVersion is not None, p.changes is None, "code")
 
@@ -251,7 +263,14 @@ class SocketEvents:
 
     async def on_change_file(self, sid: str, p: m.ChangeFile) -> Json:
         answer = await self.editing.change_text(
-            sid, p.roomId, p.fileId, p.content, p.baseVersion, as_file=True, changes=p.changes
+            sid,
+            p.roomId,
+            p.fileId,
+            p.content,
+            p.baseVersion,
+            as_file=True,
+            changes=p.changes,
+            arrived=ARRIVAL.get(),
         )
         return self._text_answer(answer, p.baseVersion is not None, p.changes is None, "content")
 
@@ -264,13 +283,13 @@ class SocketEvents:
     async def on_set_active_file(self, sid: str, p: m.FileEvent) -> Json:
         room, member = await self.rooms.member(sid, p.roomId)
         member.uses_files = True
-        self.editing.set_active_file(room, p.fileId)
+        await self.editing.set_active_file(room, p.fileId)
         return {"ok": True}
 
     async def on_upload_file(self, sid: str, p: m.UploadFile) -> Json:
         room, member = await self.rooms.member(sid, p.roomId)
         member.uses_files = True
-        doc = self.editing.upload(
+        doc = await self.editing.upload(
             room,
             Upload(
                 file_id=p.fileId,
@@ -290,7 +309,7 @@ class SocketEvents:
 
     async def on_whiteboard_change(self, sid: str, p: m.WhiteboardChange) -> Json:
         room, member = await self.rooms.member(sid, p.roomId)
-        self.editing.change_whiteboard(room, member, p.snapshot)
+        await self.editing.change_whiteboard(room, member, p.snapshot)
         return {"ok": True}
 
     # -- calls in the editor -----------------------------------------------------------------

@@ -1,0 +1,239 @@
+"""The room log in Redis: one order per room, decided by one atomic compare-and-append.
+
+Per room, a version key and a stream. An append runs one Lua script: when it names the
+version its change was computed on and the room has moved past it, nothing is written and
+the caller catches up and tries again (as ShareDB does); otherwise the entry is added to the
+stream (with the next version if it is versioned). Every process with the room open reads
+the stream in order from the last entry it applied, so nothing depends on pub/sub delivery:
+a process that was cut off reads on from where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from app.domain.errors import ClusterUnavailable
+from app.domain.ports import Appended, LogEntry
+
+log = logging.getLogger(__name__)
+
+PREFIX = "cc:"
+# A follower's blocking read (below the client's 5 s socket timeout); a new room to follow
+# interrupts it.
+BLOCK_MS = 2_000
+READ_COUNT = 500
+RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+# KEYS: version, stream. ARGV: expected ('' = unversioned), body, seed version, process.
+APPEND = """
+local version = redis.call('GET', KEYS[1])
+if not version then
+  version = ARGV[3]
+  redis.call('SET', KEYS[1], version)
+end
+version = tonumber(version)
+if ARGV[1] ~= '' then
+  if version ~= tonumber(ARGV[1]) then
+    return {0, version}
+  end
+  version = version + 1
+  redis.call('SET', KEYS[1], version)
+end
+local id = redis.call('XADD', KEYS[2], '*', 'v', version, 'p', ARGV[4], 'e', ARGV[2])
+return {1, version, id}
+"""
+
+# KEYS: version. ARGV: the stored version. A version key below the store's (a Redis that lost
+# its data) is raised to it.
+OPEN = """
+local version = redis.call('GET', KEYS[1])
+if (not version) or tonumber(version) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return redis.call('GET', KEYS[1])
+"""
+
+Deliver = Callable[[str, list[LogEntry]], Awaitable[None]]
+
+
+def _keys(room_id: str) -> tuple[str, str]:
+    return f"{PREFIX}room:{{{room_id}}}:v", f"{PREFIX}room:{{{room_id}}}:log"
+
+
+def _entry(raw_id: Any, fields: Any) -> LogEntry:
+    entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+    return LogEntry(
+        id=entry_id,
+        version=int(fields[b"v"]),
+        process=fields[b"p"].decode(),
+        body=orjson.loads(fields[b"e"]),
+    )
+
+
+class RedisRoomLog:
+    """The RoomLog of cluster mode, and the follower that feeds every open room's entries to
+    the domain (`deliver`, given at start) in order."""
+
+    def __init__(
+        self, client: redis.Redis, process: str, reader: redis.Redis | None = None
+    ) -> None:
+        self.client = client
+        # The follower's blocking reads have a client of their own: a read cut short (the
+        # rooms followed changed) drops its connection, never one a command is waiting on.
+        self.reader = reader if reader is not None else client
+        self.process = process
+        self._append = client.register_script(APPEND)
+        self._open = client.register_script(OPEN)
+        self._following: dict[str, str] = {}  # room id -> last entry id read
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._deliver: Deliver | None = None
+        self.available = True
+
+    # -- the RoomLog port ---------------------------------------------------------------
+
+    async def open(self, room_id: str, stored_version: int) -> list[LogEntry]:
+        version_key, stream = _keys(room_id)
+        try:
+            await self._open(keys=[version_key], args=[stored_version])
+            raw: Any = await self.client.xrange(stream, "-", "+")
+        except RedisError as error:
+            raise self._unavailable(error) from error
+        entries = [_entry(entry_id, fields) for entry_id, fields in raw]
+        self._following[room_id] = entries[-1].id if entries else "0-0"
+        self._changed.set()
+        return entries
+
+    def close(self, room_id: str) -> None:
+        if self._following.pop(room_id, None) is not None:
+            self._changed.set()
+
+    async def append(
+        self,
+        room_id: str,
+        body: dict[str, Any],
+        *,
+        expected: int | None,
+        after: str | None,
+        held: int,
+    ) -> Appended:
+        version_key, stream = _keys(room_id)
+        args = ["" if expected is None else expected, orjson.dumps(body), held]
+        try:
+            result = await self._append(keys=[version_key, stream], args=[*args, self.process])
+            if result[0] == 0:
+                return Appended(None, await self._read(stream, after) if after else [])
+            entry_id = result[2].decode() if isinstance(result[2], bytes) else result[2]
+            missed = await self._read(stream, after, before=entry_id) if after else []
+        except RedisError as error:
+            raise self._unavailable(error) from error
+        entry = LogEntry(entry_id, int(result[1]), self.process, body)
+        return Appended(entry, missed)
+
+    async def trim(self, room_id: str, before: str) -> None:
+        _, stream = _keys(room_id)
+        with contextlib.suppress(RedisError):
+            await self.client.xtrim(stream, minid=before, approximate=False)
+
+    # -- following ------------------------------------------------------------------------
+
+    def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._task = asyncio.create_task(self._follow(), name="room-log-follower")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.reader is not self.client:
+            await self.reader.aclose()
+
+    async def problem(self) -> str | None:
+        try:
+            await self.client.ping()
+        except RedisError as error:
+            self.available = False
+            return f"the cluster's Redis does not answer: {error}"
+        self.available = True
+        return None
+
+    async def _read(self, stream: str, after: str, before: str | None = None) -> list[LogEntry]:
+        raw: Any = await self.client.xrange(
+            stream, f"({after}", "+" if before is None else f"({before}"
+        )
+        return [_entry(entry_id, fields) for entry_id, fields in raw]
+
+    async def _follow(self) -> None:
+        failures = 0
+        while True:
+            if not self._following:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            self._changed.clear()
+            streams = {_keys(room_id)[1]: last for room_id, last in self._following.items()}
+            read = asyncio.ensure_future(
+                self.reader.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
+            )
+            read.add_done_callback(_retrieve)
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({read, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                if not read.done():
+                    read.cancel()  # the rooms followed changed (or stopping): read again
+            if not read.done() or read.cancelled():
+                with contextlib.suppress(asyncio.CancelledError, RedisError):
+                    await read
+                continue
+            try:
+                result: Any = read.result()
+            except RedisError as error:
+                failures += 1
+                self.available = False
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1]
+                log.warning("room log: read failed (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self.available = True
+            for stream_name, raw in result or []:
+                name = stream_name.decode() if isinstance(stream_name, bytes) else stream_name
+                room_id = name[len(PREFIX) + len("room:{") : -len("}:log")]
+                entries = [_entry(entry_id, fields) for entry_id, fields in raw]
+                if room_id not in self._following or not entries:
+                    continue
+                if _after(entries[-1].id, self._following[room_id]):
+                    self._following[room_id] = entries[-1].id
+                assert self._deliver is not None
+                try:
+                    await self._deliver(room_id, entries)
+                except Exception:
+                    log.exception("room %s: applying log entries failed", room_id)
+
+    def _unavailable(self, error: Exception) -> ClusterUnavailable:
+        self.available = False
+        log.warning("room log unavailable: %s", error)
+        return ClusterUnavailable("The cluster's room log (Redis) is unavailable; try again")
+
+
+def _after(entry_id: str, other: str) -> bool:
+    """Whether stream id `entry_id` comes after `other`."""
+    ms, _, seq = entry_id.partition("-")
+    other_ms, _, other_seq = other.partition("-")
+    return (int(ms), int(seq or 0)) > (int(other_ms), int(other_seq or 0))
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # looked at where it is needed; never "never retrieved"
