@@ -130,6 +130,7 @@ class Cluster:
 
 
 CLUSTER_KEY = web.AppKey("cluster", Cluster)
+REDIS_TIMEOUT_SECONDS = 5.0
 
 
 def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | None:
@@ -140,11 +141,22 @@ def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | N
             "cluster mode (REDIS_URL) needs a store every process reaches: set MONGODB_URI "
             "(or CLUSTER_SHARED_SQLITE=true when every process runs on one machine)"
         )
-    client = redis.Redis.from_url(settings.redis_url, protocol=2)
+
+    def connect() -> redis.Redis:
+        # Bounded: a Redis that stops answering fails each call within REDIS_TIMEOUT_SECONDS
+        # (the follower's blocking reads wait BLOCK_MS, less than that).
+        return redis.Redis.from_url(
+            settings.redis_url,  # type: ignore[arg-type]
+            protocol=2,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+
+    client = connect()
     process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     return Cluster(
         client=client,
-        log=RedisRoomLog(client, process, redis.Redis.from_url(settings.redis_url, protocol=2)),
+        log=RedisRoomLog(client, process, connect()),
         notifier=ClusterNotifier(manager, client, process),
         lease=RedisLease(client, process, settings.cluster_writer_lease_seconds),
     )
@@ -213,6 +225,8 @@ def _lifecycle(settings: Settings) -> Any:
         writer = app[WRITER_KEY]
         if not await writer.flush_all(settings.shutdown_flush_seconds):
             log.error("shutdown: some rooms could not be written")
+        for room_id in list(app[ROOMS_KEY].rooms):  # cluster mode: others may write them now
+            await writer.release(room_id)
         await writer.close()
         if cluster is not None:
             await cluster.stop()

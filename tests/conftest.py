@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import RunningServer, fast_settings, running_server
+from tests.support import RunningServer, fast_settings, running_server, set_cluster_processes
 
 
 @pytest.fixture
@@ -19,3 +19,17 @@ def settings(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def server(settings) -> AsyncIterator[RunningServer]:  # type: ignore[no-untyped-def]
     async with running_server(settings) as running:
         yield running
+
+
+@pytest.fixture(params=[0, 2], ids=["one-process", "cluster-of-2"])
+def each_mode(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run a test on one process, then on two processes in cluster mode (a real Redis)."""
+    from tests.cluster_support import REDIS
+
+    if request.param and REDIS is None:
+        pytest.skip("redis-server is not installed")
+    previous = set_cluster_processes(request.param)
+    try:
+        yield request.param
+    finally:
+        set_cluster_processes(previous)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,36 @@ def fast_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@dataclass
+# Cluster mode under test: a test server of N > 0 processes is N in-process apps in cluster
+# mode, sharing a fresh redis-server and the test's store; each client connects to the next
+# one in turn. TEST_CLUSTER_PROCESSES=N makes every test server so; the `each_mode` fixture
+# runs a module's tests once on one process and once on two.
+_mode = {"processes": int(os.environ.get("TEST_CLUSTER_PROCESSES") or 0)}
+
+
+def cluster_processes() -> int:
+    return _mode["processes"]
+
+
+def set_cluster_processes(count: int) -> int:
+    """Make later test servers `count` processes (0: one, alone); the previous count."""
+    previous, _mode["processes"] = _mode["processes"], count
+    return previous
+
+
 class RunningServer:
-    url: str
-    app: web.Application
+    def __init__(self, urls: list[str], apps: list[web.Application]) -> None:
+        self.urls = urls
+        self.apps = apps
+        self.app = apps[0]
+        self._turn = 0
+
+    @property
+    def url(self) -> str:
+        """The server's URL (cluster mode: the next process's, in turn)."""
+        url = self.urls[self._turn % len(self.urls)]
+        self._turn += 1
+        return url
 
     @property
     def rooms(self) -> Rooms:
@@ -67,6 +95,18 @@ class RunningServer:
 async def running_server(
     settings: Settings, store: SessionStore | None = None
 ) -> AsyncIterator[RunningServer]:
+    if cluster_processes():
+        async with _cluster(settings, store, cluster_processes()) as running:
+            yield running
+        return
+    async with _serving(settings, store) as (url, app):
+        yield RunningServer([url], [app])
+
+
+@asynccontextmanager
+async def _serving(
+    settings: Settings, store: SessionStore | None
+) -> AsyncIterator[tuple[str, web.Application]]:
     app = create_app(settings, store)
     runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=HANDLER_CANCELLATION)
     await runner.setup()
@@ -74,9 +114,30 @@ async def running_server(
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield RunningServer(url=f"http://127.0.0.1:{port}", app=app)
+        yield f"http://127.0.0.1:{port}", app
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def _cluster(
+    settings: Settings, store: SessionStore | None, count: int
+) -> AsyncIterator[RunningServer]:
+    from tests.cluster_support import redis_server
+
+    directory = Path(tempfile.mkdtemp(prefix="cluster-redis-"))
+    try:
+        with redis_server(directory) as redis:
+            shared = settings.model_copy(
+                update={"redis_url": redis.url, "cluster_shared_sqlite": True}
+            )
+            async with AsyncExitStack() as stack:
+                served = [
+                    await stack.enter_async_context(_serving(shared, store)) for _ in range(count)
+                ]
+                yield RunningServer([u for u, _ in served], [a for _, a in served])
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class InOrderEngineIO(engineio.AsyncClient):  # type: ignore[misc]

@@ -138,6 +138,17 @@ class RedisRoomLog:
         entry = LogEntry(entry_id, int(result[1]), self.process, body)
         return Appended(entry, missed)
 
+    async def exists(self, room_id: str) -> bool:
+        try:
+            return bool(await self.client.exists(_keys(room_id)[1]))
+        except RedisError as error:
+            raise self._unavailable(error) from error
+
+    async def forget(self, room_id: str) -> None:
+        self.close(room_id)
+        with contextlib.suppress(RedisError):
+            await self.client.delete(*_keys(room_id))
+
     async def trim(self, room_id: str, before: str) -> None:
         _, stream = _keys(room_id)
         with contextlib.suppress(RedisError):

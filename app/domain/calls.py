@@ -55,7 +55,7 @@ class Calls:
 
     def signal(self, room: Room, member: Member, to: str, kind: str, value: Any) -> None:
         """Forward an offer, answer or ICE candidate to a socket of the sender's room."""
-        if to not in room.members or to == member.sid:
+        if (to not in room.members and to not in room.remote) or to == member.sid:
             raise NotInRoom(f"{to} is not another socket of room {room.room_id}")
         event = {"offer": "webrtc-offer", "answer": "webrtc-answer"}.get(kind, "ice-candidate")
         payload = outbound.webrtc(kind, value, member.sid, member.name, room.room_id)

@@ -403,9 +403,9 @@ class Editing:
         """A joiner asks for the text: the server answers it (when anyone else is in the room,
         as peers did) and the peers still hear `codeStateRequest`."""
         room, member = await self.rooms.member(sid, room_id)
-        if len(room.members) > 1:
+        if room.size() > 1:  # anyone else, on any process
             self.send_code_state(room, member)
-        self.notifier.broadcast(room_id, "codeStateRequest", {"requesterId": sid}, skip=sid)
+        self.notifier.relay(room_id, "codeStateRequest", {"requesterId": sid}, skip=sid)
 
     def send_code_state(self, room: Room, member: Member) -> None:
         """`receiveCodeState` with the room's text, unless the socket shows it already."""

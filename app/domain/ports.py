@@ -95,6 +95,13 @@ class RoomLog(Protocol):
         version it holds (what a log that lost its data starts again from). Raises
         ClusterUnavailable when the log cannot be reached."""
 
+    async def exists(self, room_id: str) -> bool:
+        """Whether the room has a log (a room another process made, maybe not stored yet).
+        Raises ClusterUnavailable."""
+
+    async def forget(self, room_id: str) -> None:
+        """Delete the room's log (its session was deleted)."""
+
     async def trim(self, room_id: str, before: str) -> None:
         """Drop the entries before `before` (stored, and older than the merges need)."""
 

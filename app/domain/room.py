@@ -151,6 +151,7 @@ class Room:
         self.creator_name = record.creator_name
         self.creator_user_id = record.creator_user_id
         self.created_at = record.created_at
+        self.born = False  # cluster mode: made here, not loaded (see Rooms._first_entry)
         self.last_activity = record.last_activity
         self.expires_at = record.expires_at
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
@@ -182,7 +183,8 @@ class Room:
         self.remote_away: dict[str, Member] = {}
         self.log_id = "0-0"
         self.marks: deque[tuple[str, int, int]] = deque(maxlen=4096)
-        self.lock = asyncio.Lock()  # one change at a time is ordered (cluster mode)
+        self.lock = _RoomLock(self)  # one change at a time is ordered (cluster mode)
+        self._unsettled: str | None = None  # this process's entry, being applied
 
     def _history(self, text: str, version: int) -> TextHistory:
         return TextHistory(
@@ -619,17 +621,41 @@ class Room:
         self.outbox.append(message)
         self.touch(now)
 
-    def mark(self, entry_id: str) -> None:
-        """The log entry `entry_id` is applied (cluster mode)."""
+    def mark(self, entry_id: str, *, applied: bool = True) -> None:
+        """The log entry `entry_id` is applied (cluster mode); `applied` False: it is this
+        process's own, applied by its caller before the room's lock is released."""
+        self.settle()
         self.log_id = entry_id
-        self.marks.append((entry_id, self.changes, self.version))
+        if applied:
+            self.marks.append((entry_id, self.changes, self.version))
+        else:
+            self._unsettled = entry_id
+
+    def settle(self) -> None:
+        """Record the room as it is after this process's own entry (see `mark`)."""
+        if self._unsettled is not None:
+            self.marks.append((self._unsettled, self.changes, self.version))
+            self._unsettled = None
 
     def saved_through(self, entry_id: str) -> int | None:
         """Another process stored this room as it was after `entry_id`: mark it stored here
         too; the version stored (None: that entry is too old to tell)."""
+        self.settle()
         for mark_id, changes, version in reversed(self.marks):
             if mark_id == entry_id:
                 self.saved_changes = max(self.saved_changes, changes)
                 self.outbox = [m for m in self.outbox if m.version > version]
                 return version
         return None
+
+
+class _RoomLock(asyncio.Lock):
+    """A room's lock; releasing it records the state after the holder's own log entry."""
+
+    def __init__(self, room: Room) -> None:
+        super().__init__()
+        self._room = room
+
+    def release(self) -> None:
+        self._room.settle()
+        super().release()

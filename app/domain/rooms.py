@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.clock import utc_now
@@ -98,6 +98,7 @@ class Rooms:
             "join": self._apply_join,
             "away": self._apply_away,
             "leave": self._apply_leave,
+            "creator": self._apply_creator,
         }
         self._replicating: set[asyncio.Task[None]] = set()
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
@@ -146,6 +147,8 @@ class Rooms:
             return
         stored = room.version
         entries = await self.log.open(room.room_id, stored)
+        if entries:
+            self._first_entry(room, entries[0].id)
         fresh = [
             e
             for e in entries
@@ -170,14 +173,15 @@ class Rooms:
                 if not create:
                     raise
                 loaded = None
+            if loaded is None and not create and not await self._in_log(room_id):
+                raise SessionNotFound(f"Session {room_id} not found")
             room = self.rooms.get(room_id)  # another caller may have registered it meanwhile
             if room is None:
                 if loaded is None:
-                    if not create:
-                        raise SessionNotFound(f"Session {room_id} not found")
                     record = self._new_record(room_id, self.clock())
                     loaded = Room(record, self.settings, self.monotonic)
                     loaded.changes += 1  # a new session must reach the store
+                    loaded.born = True
                 room = self.rooms[room_id] = loaded
                 try:
                     await self._follow(room)
@@ -186,6 +190,20 @@ class Rooms:
                     raise
                 self._schedule_unload(room)
         return room
+
+    @staticmethod
+    def _first_entry(room: Room, entry_id: str) -> None:
+        """Cluster mode: a session no store held yet was created when its log began (so
+        every process that made it gives it the same `createdAt`)."""
+        if room.born and room.log_id == "0-0":
+            milliseconds = int(entry_id.partition("-")[0])
+            room.created_at = datetime.fromtimestamp(milliseconds / 1000, UTC)
+            room.main.uploaded_at = room.created_at
+        room.born = False
+
+    async def _in_log(self, room_id: str) -> bool:
+        """Cluster mode: a room not stored yet that another process has live."""
+        return self.log is not None and await self.log.exists(room_id)
 
     # -- the room's order (cluster mode) ------------------------------------------------------
 
@@ -207,7 +225,8 @@ class Rooms:
         self.apply(room, appended.missed)
         if appended.entry is None:
             return False
-        room.mark(appended.entry.id)
+        self._first_entry(room, appended.entry.id)
+        room.mark(appended.entry.id, applied=False)  # its caller applies it
         return True
 
     def apply(self, room: Room, entries: list[LogEntry]) -> None:
@@ -221,6 +240,7 @@ class Rooms:
                     "room %s: log entry %s has version %s, the room is at %s",
                     room.room_id, entry.id, entry.version, room.version,
                 )  # fmt: skip
+            self._first_entry(room, entry.id)
             applier = self.appliers.get(str(entry.body.get("k")))
             if applier is None:
                 log.error("room %s: unknown log entry %r", room.room_id, entry.body.get("k"))
@@ -232,6 +252,8 @@ class Rooms:
             if versioned:
                 room.version = max(room.version, entry.version)
             room.mark(entry.id)
+        if entries and room.needs_save:
+            self.writer.changed(room)  # whatever changed, the room's writer stores it
 
     async def deliver(self, room_id: str, entries: list[LogEntry]) -> None:
         """The follower's entries for a room this process has open."""
@@ -291,9 +313,11 @@ class Rooms:
     def _apply_join(self, room: Room, entry: LogEntry) -> None:
         member = self._member_of(entry)
         resumes = entry.body.get("resumes")
-        if member.sid in room.remote:  # a repeated join: its name
-            room.remote[member.sid].name = member.name
-            self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+        if member.sid in room.remote:  # a repeated join: its name, if it changed
+            known = room.remote[member.sid]
+            if known.name != member.name:
+                known.name = member.name
+                self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
             return
         if resumes is not None:
             away = room.remote_away.pop(resumes, None) or room.away.get(resumes)
@@ -327,6 +351,15 @@ class Rooms:
         """Its own process would have ended its grace by now (or is gone): end it."""
         if sid in room.remote_away and self.rooms.get(room.room_id) is room:
             self.replicate(room, {"k": "leave", "sid": sid, "reason": "timeout"})
+
+    def _apply_creator(self, room: Room, entry: LogEntry) -> None:
+        if room.creator_name is None:  # the first create in the log is the session's
+            self.set_creator(room, entry.body["name"], entry.body.get("user"))
+
+    def set_creator(self, room: Room, name: str, user_id: str | None) -> None:
+        room.creator_name, room.creator_user_id = name, user_id
+        room.touch(self.clock())
+        self.writer.changed(room)
 
     def _apply_leave(self, room: Room, entry: LogEntry) -> None:
         sid = entry.body["sid"]
@@ -528,7 +561,7 @@ class Rooms:
             return
         del room.call[sid]
         payload = outbound.left_call(sid, name or A_USER, reason="timeout")
-        self.notifier.broadcast(room_id, "userLeftCall", payload)
+        self.notifier.relay(room_id, "userLeftCall", payload)
         if not room.call:
             room.call_active = False
 
@@ -541,9 +574,9 @@ class Rooms:
         self.end_call_if_empty(room)
         if room.call:
             count = outbound.call_count(room.room_id, len(room.call))
-            self.notifier.broadcast(room.room_id, "callParticipantsCount", count)
+            self.notifier.relay(room.room_id, "callParticipantsCount", count)
         payload = outbound.left_call(member.sid, member.name, reason)
-        self.notifier.broadcast(room.room_id, "userLeftCall", payload, skip=member.sid)
+        self.notifier.relay(room.room_id, "userLeftCall", payload, skip=member.sid)
 
     @staticmethod
     def end_call_if_empty(room: Room) -> None:

@@ -60,11 +60,15 @@ class Sessions:
     ) -> Room:
         """Create a session, or complete one its creator's join already made."""
         room = await self.rooms.open(room_id, create=True)
-        if room.creator_name is not None:
-            raise SessionExists(f"Session {room_id} already exists")
-        now = self.rooms.clock()
-        room.creator_name = creator_name
-        room.creator_user_id = creator_user_id
+        async with room.lock:
+            if room.creator_name is None:
+                # Cluster mode: another process's create may come first in the room's log
+                # (applied here by `order`); the first one is the session's.
+                entry = {"k": "creator", "name": creator_name, "user": creator_user_id}
+                await self.rooms.order(room, entry, versioned=False)
+            if room.creator_name is not None:
+                raise SessionExists(f"Session {room_id} already exists")
+            self.rooms.set_creator(room, creator_name, creator_user_id)
         # The creator's initial code and language apply to what nobody has changed yet (the
         # client joins, sends languageChange and may chat before it calls create).
         await self.editing.replace_text(
@@ -74,7 +78,7 @@ class Sessions:
             language if room.language == DEFAULT_LANGUAGE else None,
             merge=False,
         )
-        room.add_participants([(creator_user_id, creator_name)], now)
+        await self.editing.add_participants(room, [(creator_user_id, creator_name)])
         await self.persist(room)
         return room
 
@@ -94,10 +98,12 @@ class Sessions:
             raise StoreUnavailable(f"The session store is unavailable: {error}") from error
         if room is None and not deleted:
             raise SessionNotFound(f"Session {room_id} not found")
+        if self.rooms.log is not None:
+            await self.rooms.log.forget(room_id)
         if room is not None:
             self.rooms.writer.forget(room_id)
             notifier = self.rooms.notifier
-            notifier.broadcast(room_id, "sessionDeleted", {"roomId": room_id})
+            notifier.relay(room_id, "sessionDeleted", {"roomId": room_id})
             for sid in room.members:
                 notifier.leave(sid, room_id)
         return room

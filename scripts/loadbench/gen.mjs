@@ -12,6 +12,9 @@
 // Standalone (one run, prints one JSON object, exits):
 //   node gen.mjs --url http://127.0.0.1:5055 --rooms 50 --clients 4 --rate 10 \
 //                --size 2048 --warmup 2 --seconds 10
+// Several server processes (cluster mode): --urls U1,U2,... instead of --url; client i
+// of every room connects to urls[i % n], so each room is spread over the processes and
+// its typist (client 0) is on the first.
 //
 // Controlled by scripts/bench.py (--control): prints JSON lines on stdout
 // ({"event":"ready"...}, {"event":"result"...}) and reads JSON commands on stdin:
@@ -28,6 +31,7 @@ import readline from "node:readline";
 // ---------------------------------------------------------------- arguments
 const DEFAULTS = {
   url: "http://127.0.0.1:5055",
+  urls: "", // comma-separated; when set, client i of a room connects to urls[i % n]
   path: "/socket.io/",
   rooms: 10,
   clients: 4,
@@ -54,7 +58,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === "-h" || a === "--help") {
       console.log(
-        "usage: node gen.mjs [--url U] [--rooms N] [--clients M] [--rate R] [--chat-rate C]\n" +
+        "usage: node gen.mjs [--url U | --urls U1,U2,..] [--rooms N] [--clients M] [--rate R] [--chat-rate C]\n" +
           "  [--size BYTES] [--warmup S] [--seconds S] [--drain S] [--room-offset K]\n" +
           "  [--connect-batch B] [--connect-timeout S] [--join-timeout S] [--max-seconds S]\n" +
           "  [--run-id ID] [--path /socket.io/] [--control] [--no-join] [--no-deflate]\n" +
@@ -82,6 +86,10 @@ const RUN_ID = opt["run-id"] || Math.random().toString(36).slice(2, 8);
 const M = Math.max(1, Math.floor(opt.clients));
 const N = Math.max(0, Math.floor(opt.rooms));
 const ROOM0 = Math.floor(opt["room-offset"]);
+const URLS = opt.urls
+  ? opt.urls.split(",").map((u) => u.trim()).filter((u) => u)
+  : [opt.url];
+if (URLS.length === 0) throw new Error("--urls names no url");
 
 const maxSeconds =
   opt["max-seconds"] > 0
@@ -229,7 +237,7 @@ function onNewMessage(client, d) {
 function newClient(room, i) {
   const userId = `lb-${RUN_ID}-${room.idx}-${i}`;
   const client = { userId, userName: `bench${room.idx}_${i}`, socket: null, connected: false, joined: false };
-  const socket = io(opt.url, {
+  const socket = io(URLS[i % URLS.length], {
     path: opt.path,
     transports: ["websocket"],
     forceNew: true, // one engine.io connection per client (no multiplexing)
