@@ -24,7 +24,7 @@ from app.domain.ot import Op, diff
 from app.storage import open_store
 from tests.cluster_support import cluster_env, needs_redis, processes, redis_server
 from tests.lag_proxy import LagProxy, lag
-from tests.support import Client
+from tests.support import Client, fast_settings, running_server, set_cluster_processes
 
 pytestmark = needs_redis
 ROOM = "CLUSTER"
@@ -380,3 +380,15 @@ async def test_a_redis_restart_refuses_changes_meanwhile_and_loses_nothing_ackno
                     assert ready.status == 200
         await a.close()
         await b.close()
+
+
+async def test_per_address_request_limits_count_over_the_cluster(tmp_path: Path) -> None:
+    previous = set_cluster_processes(2)
+    try:
+        settings = fast_settings(tmp_path, rest_requests_per_minute=4)
+        async with running_server(settings) as server:  # each request to the next process
+            statuses = [(await server.http("GET", "/api/sessions/NONE"))[0] for _ in range(6)]
+    finally:
+        set_cluster_processes(previous)
+    # Alone, each process would have seen 3 requests, under its limit of 4.
+    assert statuses == [404, 404, 404, 404, 429, 429]
