@@ -364,13 +364,14 @@ async def test_a_redis_restart_refuses_changes_meanwhile_and_loses_nothing_ackno
         assert refused["ok"] is False and refused["error"]["code"] == "cluster_unavailable"
         redis.start()  # the same port and directory: its AOF brings the logs back
         deadline = time.monotonic() + 15
+        seen = len(a.events["codeUpdate"])  # b's change may reach a before b's answer does
         while True:
             answer = await b.call("codeChange", {"roomId": ROOM, "code": text + "after\n"})
             if answer["ok"] or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
         assert answer["ok"], answer
-        update = await a.next("codeUpdate", count=len(a.events["codeUpdate"]) + 1, within=10)
+        update = await a.next("codeUpdate", count=seen + 1, within=10)
         for line in acknowledged:
             assert line in update["code"]
         assert update["code"].endswith("after\n") and "lost?" not in update["code"]

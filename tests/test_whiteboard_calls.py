@@ -14,9 +14,18 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from tests.support import Client, RunningServer, fast_settings, running_server
+from tests.support import (
+    Client,
+    RunningServer,
+    cluster_processes,
+    fast_settings,
+    running_server,
+)
 
 pytest_plugins = ("tests.store_backends",)
+
+# Run on one process, and on two in cluster mode (clients in turn on each process).
+pytestmark = pytest.mark.usefixtures("each_mode")
 
 ROOM = "BOARD1"
 OTHER_ROOM = "BOARD2"
@@ -408,6 +417,11 @@ async def test_leaving_the_call_updates_the_count_and_tells_the_others(
 
 
 async def test_leaving_the_room_takes_a_participant_out_of_the_call(settings: Settings) -> None:
+    if cluster_processes():
+        pytest.skip(
+            "a departure reaches the other processes a moment after it happens: a join there "
+            "right after the last caller left may still hear of the call"
+        )
     async with serving(settings, 4) as (_, (ann, bob, cat, dan)):
         await join_all([ann, bob, cat], ["Ann", "Bob", "Cat"])
         await ready(ann, bob, cat)

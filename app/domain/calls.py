@@ -28,15 +28,20 @@ class Calls:
     @staticmethod
     def _people(room: Room, skip: str | None = None) -> list[tuple[str, str]]:
         """Call participants still in the room list (names come from it), but `skip`."""
-        return [
-            (sid, room.members[sid].name)
-            for sid in room.call
-            if sid != skip and sid in room.members
-        ]
+        people = []
+        for sid in room.call:
+            member = room.members.get(sid) or room.remote.get(sid)  # any process's
+            if sid != skip and member is not None:
+                people.append((sid, member.name))
+        return people
 
-    def ready(self, room: Room, member: Member, reconnect: bool) -> None:
-        room.call_active = True
-        room.call[member.sid] = None
+    async def ready(self, room: Room, member: Member, reconnect: bool) -> None:
+        async with room.lock:  # cluster mode: in the call on every process before it is told
+            await self.rooms.order(
+                room, {"k": "call", "sid": member.sid, "in": True}, versioned=False
+            )
+            room.call_active = True
+            room.call[member.sid] = None
         others = self._people(room, skip=member.sid)
         if others:
             payload = outbound.existing_participants(others, reconnect)

@@ -99,6 +99,8 @@ class Rooms:
             "away": self._apply_away,
             "leave": self._apply_leave,
             "creator": self._apply_creator,
+            "call": self._apply_call,
+            "born": lambda room, entry: None,  # the log's first entry (see _first_entry)
         }
         self._replicating: set[asyncio.Task[None]] = set()
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
@@ -149,6 +151,9 @@ class Rooms:
         entries = await self.log.open(room.room_id, stored)
         if entries:
             self._first_entry(room, entries[0].id)
+        elif room.born:  # a new room: its log begins now, and with it the session
+            async with room.lock:
+                await self.order(room, {"k": "born"}, versioned=False)
         fresh = [
             e
             for e in entries
@@ -352,6 +357,16 @@ class Rooms:
         if sid in room.remote_away and self.rooms.get(room.room_id) is room:
             self.replicate(room, {"k": "leave", "sid": sid, "reason": "timeout"})
 
+    def _apply_call(self, room: Room, entry: LogEntry) -> None:
+        """Who is in the room's call, on every process (the announcements are relayed)."""
+        sid = entry.body["sid"]
+        if entry.body.get("in"):
+            room.call[sid] = None
+            room.call_active = True
+        else:
+            room.call.pop(sid, None)
+            self.end_call_if_empty(room)
+
     def _apply_creator(self, room: Room, entry: LogEntry) -> None:
         if room.creator_name is None:  # the first create in the log is the session's
             self.set_creator(room, entry.body["name"], entry.body.get("user"))
@@ -371,6 +386,9 @@ class Rooms:
         if member is None:
             return
         room.participant_left(member.user_id, member.name, self.clock())
+        if sid in room.call:  # a process that died takes its callers with it
+            del room.call[sid]
+            self.end_call_if_empty(room)
         if present:
             self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
         if not entry.body.get("quiet"):
@@ -560,6 +578,7 @@ class Rooms:
         if room is None or sid not in room.call:
             return
         del room.call[sid]
+        self.replicate(room, {"k": "call", "sid": sid, "in": False})
         payload = outbound.left_call(sid, name or A_USER, reason="timeout")
         self.notifier.relay(room_id, "userLeftCall", payload)
         if not room.call:
@@ -571,6 +590,7 @@ class Rooms:
         if not room.call_active or member.sid not in room.call:
             return
         room.call.pop(member.sid, None)
+        self.replicate(room, {"k": "call", "sid": member.sid, "in": False})
         self.end_call_if_empty(room)
         if room.call:
             count = outbound.call_count(room.room_id, len(room.call))

@@ -316,7 +316,7 @@ class SocketEvents:
 
     async def on_ready_for_call(self, sid: str, p: m.ReadyForCall) -> Json:
         room, member = await self.rooms.member(sid, p.roomId)
-        self.calls.ready(room, member, p.isReconnecting)
+        await self.calls.ready(room, member, p.isReconnecting)
         return {"ok": True}
 
     async def on_webrtc_offer(self, sid: str, p: m.WebrtcOffer) -> Json:
