@@ -463,3 +463,25 @@ def test_the_history_prefers_the_newest_of_identical_texts() -> None:
     result = history.rebase_from(None, "aZbc", bases)
     assert result.base is not None and result.base.version == 2
     assert result.text == "aZbc"
+
+
+@pytest.mark.parametrize("typed_before", [False, True], ids=["first-change", "after-its-own"])
+async def test_a_keystroke_between_a_text_and_the_probe_behind_it_is_typed_on_that_text(
+    harness: Harness, typed_before: bool
+) -> None:
+    """A browser runs each WebSocket message as a task of its own, and a keystroke may run
+    between a text and the PING sent right behind it: the change then arrives before the
+    probe is answered, typed on the text (seen with the unchanged editor)."""
+    await harness.start("// start\n")
+    alice = await harness.join("alice")
+    bob = await harness.join("bob")
+    if typed_before:
+        bob = "// start\n!"
+        await harness.send("bob", bob)
+        alice = harness.process("alice", alice)
+    await harness.send("alice", alice + "a")
+    inbox = harness.notifier.inbox["bob"]
+    assert [event for event, _ in inbox[harness.read["bob"] :]] == ["codeUpdate", "ping"]
+    shown = inbox[harness.read["bob"]][1]["code"]  # handled; the probe is not answered yet
+    await harness.send("bob", "b" + shown)
+    assert harness.text == "b" + shown  # Alice's "a" once, Bob's "b" once

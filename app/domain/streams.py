@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 
 from app.domain.merge import HISTORY, Base, Rebased, TextHistory
 
+MAYBE = HISTORY - 1  # the rank of a text that may have been seen: below any other
+
 MAX_GIVEN = 64  # texts remembered per connection and text (a passive reader's last updates)
 
 
@@ -109,6 +111,21 @@ class Stream:
         reached = now - self.round_trip  # without probes: what had had time to arrive
         return [g for g in fresh if g.at <= reached]
 
+    def _maybe_seen(self, history: TextHistory, seen: list[Given], now: float) -> list[Base]:
+        """Texts given after the last one whose probe was answered that had time to arrive:
+        a browser runs each WebSocket message as a task of its own and a keystroke may come
+        between a text and the probe behind it, so a change that overtook a probe may have
+        been typed on such a text. They lose every tie to a text known to be seen."""
+        after = seen[-1].seq if seen else self.base_seq
+        reached = now - self.round_trip
+        bases = []
+        for given in self.given:
+            if given.seq > after and given.at <= reached:
+                base = history.given(given.version, given.text, given.seq)
+                if base is not None:
+                    bases.append(replace(base, rank=(MAYBE, given.seq)))
+        return bases
+
     def _typed_after(self, latest: Given | None) -> bool:
         """Whether its previous change was sent after it had processed `latest`."""
         if latest is None:
@@ -142,6 +159,7 @@ class Stream:
         bases: list[Base] = []
         if own is not None and self._typed_after(latest):
             bases.append(own)  # nothing processed since its previous change replaced it
+            bases += self._maybe_seen(history, seen, now)  # ...unless a probe lags
         else:
             # An editor that names no base replaces its text with each text it is given (a
             # client that keeps its own edits through updates needs versions: baseVersion).
@@ -150,6 +168,7 @@ class Stream:
                 base = history.given(given.version, given.text, given.seq)
                 if base is not None:
                     bases.append(base)
+            bases += self._maybe_seen(history, seen, now)
             if own is not None and not exact:
                 bases.append(own)
         if not self.changed:  # a first change: typed on the text it joined with, or fetched
