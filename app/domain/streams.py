@@ -111,16 +111,18 @@ class Stream:
         reached = now - self.round_trip  # without probes: what had had time to arrive
         return [g for g in fresh if g.at <= reached]
 
-    def _maybe_seen(self, history: TextHistory, seen: list[Given], now: float) -> list[Base]:
-        """Texts given after the last one whose probe was answered that had time to arrive:
-        a browser runs each WebSocket message as a task of its own and a keystroke may come
-        between a text and the probe behind it, so a change that overtook a probe may have
-        been typed on such a text. They lose every tie to a text known to be seen."""
+    def _maybe_seen(self, history: TextHistory, seen: list[Given]) -> list[Base]:
+        """Texts given after the last one known to be seen: a browser runs each WebSocket
+        message as a task of its own and a keystroke may come between a text and the probe
+        behind it, so a change that overtook a probe may have been typed on such a text
+        (the round trip cannot tell: it includes the time the editor takes to show a text,
+        and a keystroke may come before that is over). A text that had not arrived explains
+        the change worse (it holds others' edits the change would undo), and these lose
+        every tie to a text known to be seen."""
         after = seen[-1].seq if seen else self.base_seq
-        reached = now - self.round_trip
         bases = []
         for given in self.given:
-            if given.seq > after and given.at <= reached:
+            if given.seq > after:
                 base = history.given(given.version, given.text, given.seq)
                 if base is not None:
                     bases.append(replace(base, rank=(MAYBE, given.seq)))
@@ -159,7 +161,7 @@ class Stream:
         bases: list[Base] = []
         if own is not None and self._typed_after(latest):
             bases.append(own)  # nothing processed since its previous change replaced it
-            bases += self._maybe_seen(history, seen, now)  # ...unless a probe lags
+            bases += self._maybe_seen(history, seen)  # ...unless a probe lags
         else:
             # An editor that names no base replaces its text with each text it is given (a
             # client that keeps its own edits through updates needs versions: baseVersion).
@@ -168,7 +170,7 @@ class Stream:
                 base = history.given(given.version, given.text, given.seq)
                 if base is not None:
                     bases.append(base)
-            bases += self._maybe_seen(history, seen, now)
+            bases += self._maybe_seen(history, seen)
             if own is not None and not exact:
                 bases.append(own)
         if not self.changed:  # a first change: typed on the text it joined with, or fetched
