@@ -266,6 +266,8 @@ class TextHistory:
         best_key: tuple[int, tuple[int, int]] = (0, (0, 0))
         same: Base | None = None  # a candidate equal to the sent text
         for base in bases:
+            if best is not None and abs(len(base.text) - len(sent)) > -best_key[0]:
+                continue  # an edit costs at least the difference in length: it cannot win
             cost = edit_cost(base.text, sent)
             if cost == 0:
                 if same is None or base.rank > same.rank:

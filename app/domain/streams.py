@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from app.domain.merge import HISTORY, Base, Rebased, TextHistory
 
 MAYBE = HISTORY - 1  # the rank of a text that may have been seen: below any other
+MAX_MAYBE_SEEN = 16  # the newest texts whose probe is not answered yet, as candidates
 
 MAX_GIVEN = 64  # texts remembered per connection and text (a passive reader's last updates)
 
@@ -121,7 +122,7 @@ class Stream:
         every tie to a text known to be seen."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
-        for given in self.given:
+        for given in list(self.given)[-MAX_MAYBE_SEEN:]:
             if given.seq > after:
                 base = history.given(given.version, given.text, given.seq)
                 if base is not None:
