@@ -118,15 +118,16 @@ class Stream:
         behind it, so a change that overtook a probe may have been typed on such a text
         (the round trip cannot tell: it includes the time the editor takes to show a text,
         and a keystroke may come before that is over). A text that had not arrived explains
-        the change worse (it holds others' edits the change would undo), and these lose
-        every tie to a text known to be seen."""
+        the change worse (it holds others' edits the change would undo). These lose every
+        tie to a text known to be seen, and among them the earliest wins a tie: the fewer
+        texts it must have processed, the likelier (texts are processed in order)."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
         for given in list(self.given)[-MAX_MAYBE_SEEN:]:
             if given.seq > after:
                 base = history.given(given.version, given.text, given.seq)
                 if base is not None:
-                    bases.append(replace(base, rank=(MAYBE, given.seq)))
+                    bases.append(replace(base, rank=(MAYBE, -given.seq)))
         return bases
 
     def _typed_after(self, latest: Given | None) -> bool:
@@ -195,7 +196,8 @@ class Stream:
         if base is None or base.version is None:
             pass  # typed on its own text: what was in flight before still is
         elif base.kind in ("given", "own_on"):
-            self.base_seq = base.rank[1]
+            rank, seq = base.rank
+            self.base_seq = -seq if rank == MAYBE else seq  # see _maybe_seen
         else:  # a room text of some version: what was given up to it was applied
             self.base_seq = max(
                 [g.seq for g in self.given if g.version <= base.version], default=self.base_seq
