@@ -393,8 +393,10 @@ async def test_a_flood_in_one_room_does_not_starve_another(tmp_path: Path) -> No
         # during the flood p50 0.65-0.91 ms, p95 1-6.5 ms, max 9-26 ms, while the server took
         # in 9,000-24,000 flood events/s. With the throttle off the p50 stayed near 1 ms too:
         # the bound guards the event loop's fairness, the throttle guards the room's state.
-        assert p50 <= 3 * base_p50 + 0.005
-        assert p95 <= 10 * base_p95 + 0.025
+        # Bounds a person would notice (starving means hundreds of ms), with room for a busy
+        # machine: a CI host running other jobs made the p50 11 ms once.
+        assert p50 <= 3 * base_p50 + 0.025
+        assert p95 <= 10 * base_p95 + 0.05
         assert statistics.mean(loaded) < 0.05
         # The flooder was limited (at most one warning per second), then disconnected.
         codes = [code for code, _ in report["errors"]]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from app.domain.merge import HISTORY, Base, Rebased, TextHistory
 
 MAYBE = HISTORY - 1  # the rank of a text that may have been seen: below any other
-MAX_MAYBE_SEEN = 16  # the newest texts whose probe is not answered yet, as candidates
+MAX_MAYBE_SEEN = 32  # the earliest texts whose probe is not answered yet, as candidates
 
 MAX_GIVEN = 64  # texts remembered per connection and text (a passive reader's last updates)
 
@@ -123,11 +123,10 @@ class Stream:
         texts it must have processed, the likelier (texts are processed in order)."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
-        for given in list(self.given)[-MAX_MAYBE_SEEN:]:
-            if given.seq > after:
-                base = history.given(given.version, given.text, given.seq)
-                if base is not None:
-                    bases.append(replace(base, rank=(MAYBE, -given.seq)))
+        for given in [g for g in self.given if g.seq > after][:MAX_MAYBE_SEEN]:
+            base = history.given(given.version, given.text, given.seq)
+            if base is not None:
+                bases.append(replace(base, rank=(MAYBE, -given.seq)))
         return bases
 
     def _typed_after(self, latest: Given | None) -> bool:
