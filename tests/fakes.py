@@ -1,8 +1,9 @@
-"""A store wrapper that counts writes and can be made to fail, around a real SQLite store."""
+"""Stores for tests: a wrapper that counts writes and can be made to fail, around a real SQLite
+store, and an in-memory store for the domain alone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -68,3 +69,41 @@ class FlakyStore:
     async def purge_expired(self, now: datetime) -> int:
         self._check()
         return await self.inner.purge_expired(now)
+
+
+class MemoryStore:
+    """Enough of a SessionStore for the domain: sessions in a dict, chat nowhere."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionRecord] = {}
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def load(self, room_id: str) -> SessionRecord | None:
+        return self.sessions.get(room_id)
+
+    async def save(self, record: SessionRecord) -> bool:
+        self.sessions[record.room_id] = record
+        return True
+
+    async def append_messages(self, messages: Iterable[ChatRecord]) -> None: ...
+
+    async def list_messages(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[ChatRecord]:
+        return []
+
+    async def delete(self, room_id: str) -> bool:
+        return self.sessions.pop(room_id, None) is not None
+
+    async def list_for_user(
+        self, user_id: str, *, now: datetime, limit: int
+    ) -> list[SessionSummary]:
+        return []
+
+    async def purge_expired(self, now: datetime) -> int:
+        return 0

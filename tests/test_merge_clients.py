@@ -22,7 +22,6 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,9 @@ from app.domain.ot import (
 from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
 from app.domain.writer import DebouncedWriter
-from app.storage.records import MAIN_FILE_ID, ChatRecord, SessionRecord, SessionSummary
+from app.storage.records import MAIN_FILE_ID
 from app.wire.inbound import TextEdit
+from tests.fakes import MemoryStore
 from tests.support import fast_settings
 
 ROOM = "MERGE"
@@ -62,44 +62,6 @@ def token_text(name: str) -> str:
 
 def tokens(text: str) -> list[str]:
     return TOKEN.findall(text)
-
-
-class MemoryStore:
-    """Enough of a SessionStore for the domain: sessions in a dict, chat nowhere."""
-
-    def __init__(self) -> None:
-        self.sessions: dict[str, SessionRecord] = {}
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None: ...
-
-    async def load(self, room_id: str) -> SessionRecord | None:
-        return self.sessions.get(room_id)
-
-    async def save(self, record: SessionRecord) -> bool:
-        self.sessions[record.room_id] = record
-        return True
-
-    async def append_messages(self, messages: Iterable[ChatRecord]) -> None: ...
-
-    async def list_messages(
-        self, room_id: str, *, before: int | None, limit: int
-    ) -> list[ChatRecord]:
-        return []
-
-    async def delete(self, room_id: str) -> bool:
-        return self.sessions.pop(room_id, None) is not None
-
-    async def list_for_user(
-        self, user_id: str, *, now: datetime, limit: int
-    ) -> list[SessionSummary]:
-        return []
-
-    async def purge_expired(self, now: datetime) -> int:
-        return 0
 
 
 class Notifier:
