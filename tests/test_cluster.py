@@ -11,8 +11,8 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,17 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.domain.ot import Op, diff
+from app.main import CLUSTER_KEY
 from app.storage import open_store
-from tests.cluster_support import cluster_env, needs_redis, processes, redis_server
+from tests.cluster_support import (
+    RedisServer,
+    cluster_env,
+    needs_redis,
+    processes,
+    redis_server,
+)
 from tests.lag_proxy import LagProxy, lag
+from tests.server_process import ServerProcess
 from tests.support import Client, fast_settings, running_server, set_cluster_processes
 
 pytestmark = needs_redis
@@ -153,6 +161,16 @@ def assert_every_token_once(text: str, expected: set[str]) -> None:
     assert set(counts) == expected, f"lost {expected - set(counts)}"
 
 
+@contextmanager
+def cluster(tmp_path: Path, count: int) -> Iterator[tuple[RedisServer, list[ServerProcess]]]:
+    """A redis-server (AOF) and `count` server processes on one SQLite data directory."""
+    with (
+        redis_server(tmp_path / "redis") as redis,
+        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", count) as servers,
+    ):
+        yield redis, servers
+
+
 @asynccontextmanager
 async def links(ports: list[int], count: int, seed: int) -> AsyncIterator[list[LagProxy]]:
     """One lagging link per client, spread over the processes."""
@@ -166,10 +184,7 @@ async def links(ports: list[int], count: int, seed: int) -> AsyncIterator[list[L
 async def test_typists_of_every_kind_on_three_processes_converge_with_every_word_once(
     tmp_path: Path,
 ) -> None:
-    with (
-        redis_server(tmp_path / "redis") as redis,
-        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", 3) as servers,
-    ):
+    with cluster(tmp_path, 3) as (_redis, servers):
         kinds = ["unchanged", "unchanged", "versioned", "unchanged", "versioned", "unchanged"]
         typists = [Typist(chr(ord("a") + i), kind, i) for i, kind in enumerate(kinds)]
         async with links([s.port for s in servers], len(typists), seed=7) as proxies:
@@ -198,10 +213,7 @@ async def test_typists_of_every_kind_on_three_processes_converge_with_every_word
 
 
 async def test_chat_and_members_are_the_same_everywhere(tmp_path: Path) -> None:
-    with (
-        redis_server(tmp_path / "redis") as redis,
-        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", 3) as servers,
-    ):
+    with cluster(tmp_path, 3) as (_redis, servers):
         people = [Client() for _ in range(3)]
         for n, (person, server) in enumerate(zip(people, servers, strict=True)):
             await person.connect(server.url)
@@ -236,10 +248,7 @@ async def test_chat_and_members_are_the_same_everywhere(tmp_path: Path) -> None:
 async def test_a_killed_process_s_clients_rejoin_elsewhere_catch_up_and_nobody_sees_them_leave(
     tmp_path: Path,
 ) -> None:
-    with (
-        redis_server(tmp_path / "redis") as redis,
-        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", 3) as servers,
-    ):
+    with cluster(tmp_path, 3) as (_redis, servers):
         typists = [Typist(name, "unchanged", n) for n, name in enumerate("abc")]
         async with links([s.port for s in servers], 3, seed=3) as proxies:
             for typist, proxy in zip(typists, proxies, strict=True):
@@ -277,10 +286,7 @@ async def test_a_killed_process_s_clients_rejoin_elsewhere_catch_up_and_nobody_s
 async def test_a_dead_process_s_members_leave_the_others_lists_after_the_grace(
     tmp_path: Path,
 ) -> None:
-    with (
-        redis_server(tmp_path / "redis") as redis,
-        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", 2) as servers,
-    ):
+    with cluster(tmp_path, 2) as (_redis, servers):
         stayer, goner = Client(), Client()
         await stayer.connect(servers[0].url)
         await stayer.join(ROOM, "stayer")
@@ -301,10 +307,7 @@ async def test_a_dead_process_s_members_leave_the_others_lists_after_the_grace(
 
 
 async def test_the_writer_s_death_hands_the_room_to_another_writer(tmp_path: Path) -> None:
-    with (
-        redis_server(tmp_path / "redis") as redis,
-        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", 3) as servers,
-    ):
+    with cluster(tmp_path, 3) as (redis, servers):
         people = [Client() for _ in range(3)]
         for n, (person, server) in enumerate(zip(people, servers, strict=True)):
             await person.connect(server.url)
@@ -339,10 +342,7 @@ async def test_the_writer_s_death_hands_the_room_to_another_writer(tmp_path: Pat
 async def test_a_redis_restart_refuses_changes_meanwhile_and_loses_nothing_acknowledged(
     tmp_path: Path,
 ) -> None:
-    with (
-        redis_server(tmp_path / "redis") as redis,
-        processes(cluster_env(redis, tmp_path / "data"), tmp_path / "logs", 2) as servers,
-    ):
+    with cluster(tmp_path, 2) as (redis, servers):
         a, b = Client(), Client()
         await a.connect(servers[0].url)
         await a.join(ROOM, "a")
@@ -393,3 +393,33 @@ async def test_per_address_request_limits_count_over_the_cluster(tmp_path: Path)
         set_cluster_processes(previous)
     # Alone, each process would have seen 3 requests, under its limit of 4.
     assert statuses == [404, 404, 404, 404, 429, 429]
+
+
+async def test_a_room_log_is_trimmed_behind_what_is_stored_and_merges_need(
+    tmp_path: Path,
+) -> None:
+    previous = set_cluster_processes(2)
+    try:
+        settings = fast_settings(tmp_path, merge_history_versions=10)
+        async with running_server(settings) as server:
+            ann, bob = Client(), Client()
+            await ann.connect(server.url)
+            await bob.connect(server.url)
+            await ann.join(ROOM, "ann")
+            await bob.join(ROOM, "bob")
+            text = ""
+            for n in range(60):
+                text += f"{n}\n"
+                assert (await ann.call("codeChange", {"roomId": ROOM, "code": text}))["ok"]
+            await ann.next("sessionSaved", 1)
+            await asyncio.sleep(1.0)  # the last writes and their trims
+            redis = server.apps[0][CLUSTER_KEY].client
+            entries = await redis.xlen(f"cc:room:{{{ROOM}}}:log")
+            # 60 changes, joins, writes' `saved` entries: only the last 10 versions are kept
+            # behind the last write, and what came after it.
+            assert 10 <= entries < 30, entries
+            assert (await session(server.urls[1]))["code"] == text
+            await ann.close()
+            await bob.close()
+    finally:
+        set_cluster_processes(previous)
