@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.domain.ot import Op, diff
-from app.main import CLUSTER_KEY
+from app.main import CLUSTER_KEY, ROOMS_KEY
 from app.storage import open_store
 from tests.cluster_support import (
     RedisServer,
@@ -421,5 +421,74 @@ async def test_a_room_log_is_trimmed_behind_what_is_stored_and_merges_need(
             assert (await session(server.urls[1]))["code"] == text
             await ann.close()
             await bob.close()
+    finally:
+        set_cluster_processes(previous)
+
+
+async def rest(url: str, method: str, path: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.request(method, url + path) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_a_session_deleted_on_one_process_is_gone_from_every_process_and_the_store(
+    tmp_path: Path,
+) -> None:
+    previous = set_cluster_processes(2)
+    try:
+        settings = fast_settings(tmp_path, save_debounce_seconds=0.3)
+        async with running_server(settings) as server:
+            ann, bob = Client(), Client()
+            await ann.connect(server.urls[0])
+            await bob.connect(server.urls[1])
+            await ann.join(ROOM, "ann")
+            await bob.join(ROOM, "bob")
+            await ann.next("sessionSaved", 1)
+            # Changes keep coming on the first process while the second deletes the session:
+            # the first process's writer must not store the room again afterwards.
+            typing = asyncio.ensure_future(
+                asyncio.gather(
+                    *(
+                        ann.sio.emit("codeChange", {"roomId": ROOM, "code": f"{n}"})
+                        for n in range(20)
+                    )
+                )
+            )
+            status, _ = await rest(server.urls[1], "DELETE", f"/api/sessions/{ROOM}")
+            await typing
+            assert status == 200
+            await ann.next("sessionDeleted", 1)
+            await bob.next("sessionDeleted", 1)
+            refused = await ann.call("codeChange", {"roomId": ROOM, "code": "after"})
+            assert not refused["ok"]
+            await asyncio.sleep(1.5)  # well past every debounce: a late write would be stored
+            for url in server.urls:
+                assert (await rest(url, "GET", f"/api/sessions/{ROOM}"))[0] == 404
+            assert await server.apps[0][ROOMS_KEY].store.load(ROOM) is None
+            # The id may be used again: a new, empty session.
+            await bob.join(ROOM, "bob")
+            status, body = await rest(server.urls[0], "GET", f"/api/sessions/{ROOM}")
+            assert status == 200 and body["session"]["code"] == "// Start coding here...\n"
+            await ann.close()
+            await bob.close()
+    finally:
+        set_cluster_processes(previous)
+
+
+async def test_a_room_live_on_another_process_is_read_as_it_is_now(tmp_path: Path) -> None:
+    previous = set_cluster_processes(2)
+    try:
+        # Nothing is stored before a minute of quiet: only the room's log knows the text.
+        settings = fast_settings(tmp_path, save_debounce_seconds=60, save_max_delay_seconds=60)
+        async with running_server(settings) as server:
+            ann = Client()
+            await ann.connect(server.urls[0])
+            await ann.join(ROOM, "ann")
+            assert (await ann.call("codeChange", {"roomId": ROOM, "code": "typed"}))["ok"]
+            assert await server.apps[1][ROOMS_KEY].store.load(ROOM) is None
+            status, body = await rest(server.urls[1], "GET", f"/api/sessions/{ROOM}")
+            assert status == 200 and body["session"]["code"] == "typed"
+            status, files = await rest(server.urls[1], "GET", f"/api/sessions/{ROOM}/files")
+            assert status == 200, files
+            await ann.close()
     finally:
         set_cluster_processes(previous)

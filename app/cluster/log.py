@@ -32,8 +32,12 @@ BLOCK_MS = 2_000
 READ_COUNT = 500
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
-# KEYS: version, stream. ARGV: expected ('' = unversioned), body, seed version, process.
+# KEYS: version, stream, deleted mark. ARGV: expected ('' = unversioned), body, seed version,
+# process. Answers {0, version} (lost the race), {1, version, id} (appended) or {2} (deleted).
 APPEND = """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {2}
+end
 local version = redis.call('GET', KEYS[1])
 if not version then
   version = ARGV[3]
@@ -51,9 +55,16 @@ local id = redis.call('XADD', KEYS[2], '*', 'v', version, 'p', ARGV[4], 'e', ARG
 return {1, version, id}
 """
 
-# KEYS: version. ARGV: the stored version. A version key below the store's (a Redis that lost
-# its data) is raised to it.
+# KEYS: version, stream, deleted mark. ARGV: the stored version, '1' when nothing is stored. A
+# version key below the store's (a Redis that lost its data) is raised to it. A deleted room's
+# id used again for a new session starts a new log; a stored one is being deleted: false.
 OPEN = """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  if ARGV[2] ~= '1' then
+    return false
+  end
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+end
 local version = redis.call('GET', KEYS[1])
 if (not version) or tonumber(version) < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -61,11 +72,30 @@ end
 return redis.call('GET', KEYS[1])
 """
 
+# KEYS: version, stream, deleted mark. ARGV: process, seconds the marks are kept. The last entry
+# tells every process following the room to drop it; appends are refused from now on. Answers
+# 1 when the room had a log (it was live somewhere, maybe not stored yet).
+DELETE = """
+local live = redis.call('EXISTS', KEYS[2]) == 1 and redis.call('EXISTS', KEYS[3]) == 0
+redis.call('SET', KEYS[3], 1, 'EX', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'v', redis.call('GET', KEYS[1]) or 0, 'p', ARGV[1],
+           'e', '{"k":"deleted"}')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if live then
+  return 1
+end
+return 0
+"""
+DELETED_KEPT_SECONDS = 3600  # how long appends of a deleted room are refused
+
 Deliver = Callable[[str, list[LogEntry]], Awaitable[None]]
 
 
-def _keys(room_id: str) -> tuple[str, str]:
-    return f"{PREFIX}room:{{{room_id}}}:v", f"{PREFIX}room:{{{room_id}}}:log"
+def _keys(room_id: str) -> tuple[str, str, str]:
+    """The room's version, log and deleted mark (one hash slot: a Redis Cluster works too)."""
+    room = f"{PREFIX}room:{{{room_id}}}"
+    return f"{room}:v", f"{room}:log", f"{room}:deleted"
 
 
 def _entry(raw_id: Any, fields: Any) -> LogEntry:
@@ -92,6 +122,7 @@ class RedisRoomLog:
         self.process = process
         self._append = client.register_script(APPEND)
         self._open = client.register_script(OPEN)
+        self._delete = client.register_script(DELETE)
         self._following: dict[str, str] = {}  # room id -> last entry id read
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -100,10 +131,12 @@ class RedisRoomLog:
 
     # -- the RoomLog port ---------------------------------------------------------------
 
-    async def open(self, room_id: str, stored_version: int) -> list[LogEntry]:
-        version_key, stream = _keys(room_id)
+    async def open(self, room_id: str, stored_version: int, *, new: bool) -> list[LogEntry] | None:
+        keys = _keys(room_id)
+        stream = keys[1]
         try:
-            await self._open(keys=[version_key], args=[stored_version])
+            if await self._open(keys=keys, args=[stored_version, int(new)]) is None:
+                return None
             raw: Any = await self.client.xrange(stream, "-", "+")
         except RedisError as error:
             raise self._unavailable(error) from error
@@ -125,10 +158,13 @@ class RedisRoomLog:
         after: str | None,
         held: int,
     ) -> Appended:
-        version_key, stream = _keys(room_id)
+        keys = _keys(room_id)
+        stream = keys[1]
         args = ["" if expected is None else expected, orjson.dumps(body), held]
         try:
-            result = await self._append(keys=[version_key, stream], args=[*args, self.process])
+            result = await self._append(keys=keys, args=[*args, self.process])
+            if result[0] == 2:
+                return Appended(None, [], deleted=True)
             if result[0] == 0:
                 return Appended(None, await self._read(stream, after) if after else [])
             entry_id = result[2].decode() if isinstance(result[2], bytes) else result[2]
@@ -139,18 +175,27 @@ class RedisRoomLog:
         return Appended(entry, missed)
 
     async def exists(self, room_id: str) -> bool:
+        _, stream, deleted = _keys(room_id)
         try:
-            return bool(await self.client.exists(_keys(room_id)[1]))
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.exists(stream)
+                pipe.exists(deleted)
+                found = await pipe.execute()
         except RedisError as error:
             raise self._unavailable(error) from error
+        return bool(found[0]) and not found[1]
 
-    async def forget(self, room_id: str) -> None:
-        self.close(room_id)
-        with contextlib.suppress(RedisError):
-            await self.client.delete(*_keys(room_id))
+    async def delete(self, room_id: str) -> bool:
+        try:
+            live = await self._delete(
+                keys=_keys(room_id), args=[self.process, DELETED_KEPT_SECONDS]
+            )
+        except RedisError as error:
+            raise self._unavailable(error) from error
+        return bool(live)
 
     async def trim(self, room_id: str, before: str) -> None:
-        _, stream = _keys(room_id)
+        stream = _keys(room_id)[1]
         with contextlib.suppress(RedisError):
             await self.client.xtrim(stream, minid=before, approximate=False)
 

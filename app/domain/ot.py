@@ -455,6 +455,57 @@ def caret_after(op: Op, caret: int | None) -> int | None:
     return new + caret - old
 
 
+def _spans(op: Op, *, inserted: bool) -> list[tuple[int, int]]:
+    """Ranges of the text after `op` that it inserted (`inserted`), or of the text before it
+    that it deletes."""
+    spans, at = [], 0
+    for component in op:
+        if isinstance(component, int):
+            at += component
+        elif isinstance(component, str) == inserted:
+            size = _size(component)
+            spans.append((at, at + size))
+            at += size
+    return spans
+
+
+def undoes(first: Op, second: Op) -> bool:
+    """Whether `second` (applied after `first`) deletes some of what `first` inserted."""
+    added = _spans(first, inserted=True)
+    removed = _spans(second, inserted=False)
+    return any(a < d_end and d < a_end for a, a_end in added for d, d_end in removed)
+
+
+def _points(op: Op, *, inserted: bool) -> dict[int, str]:
+    """Where in the text after `op` it deleted text, and what (`inserted` False); or where in
+    the text before it it inserts, and what."""
+    points: dict[int, str] = {}
+    at = 0
+    for component in op:
+        if isinstance(component, int):
+            at += component
+        elif isinstance(component, str):
+            if inserted:
+                points[at] = component
+            else:
+                at += len(component)
+        elif not inserted:
+            points[at] = component.text
+    return points
+
+
+def restores(first: Op, second: Op) -> bool:
+    """Whether `second` (applied after `first`) inserts again the beginning or the end of a
+    text `first` deleted, where it was."""
+    deleted = _points(first, inserted=False)
+    return any(
+        text and (gone.startswith(text) or gone.endswith(text))
+        for at, text in _points(second, inserted=True).items()
+        for gone in [deleted.get(at, "")]
+        if gone
+    )
+
+
 def edit_cost(old: str, new: str) -> int:
     """A cheap measure of how much editing turns `old` into `new`: the lengths of the parts
     that differ once the common prefix and suffix are set aside (0: the same text)."""

@@ -59,11 +59,13 @@ class LogEntry:
 
 @dataclass(frozen=True)
 class Appended:
-    """An append's outcome: `entry` (None: another process's versioned entry came first) and
-    the entries of others before it that this process had not applied yet, in order."""
+    """An append's outcome: `entry` (None: another process's versioned entry came first, or
+    the room was `deleted`) and the entries of others before it that this process had not
+    applied yet, in order."""
 
     entry: LogEntry | None
     missed: list[LogEntry]
+    deleted: bool = False  # the room's session was deleted: nothing more is appended
 
 
 class RoomLog(Protocol):
@@ -72,9 +74,10 @@ class RoomLog(Protocol):
 
     process: str  # this process's id
 
-    async def open(self, room_id: str, stored_version: int) -> list[LogEntry]:
-        """Start following the room, loaded from the store at `stored_version`: the entries
-        not in that stored state yet (all kept ones: the caller skips what it holds)."""
+    async def open(self, room_id: str, stored_version: int, *, new: bool) -> list[LogEntry] | None:
+        """Start following the room, loaded from the store at `stored_version` (`new`: the
+        store has no such session): the entries not in that stored state yet (all kept ones:
+        the caller skips what it holds). None: the stored session is being deleted."""
 
     def close(self, room_id: str) -> None:
         """Stop following the room (it left this process's memory)."""
@@ -99,8 +102,11 @@ class RoomLog(Protocol):
         """Whether the room has a log (a room another process made, maybe not stored yet).
         Raises ClusterUnavailable."""
 
-    async def forget(self, room_id: str) -> None:
-        """Delete the room's log (its session was deleted)."""
+    async def delete(self, room_id: str) -> bool:
+        """The room's session is being deleted: every process following the room gets a
+        `deleted` entry, and appends are refused from now on (until the id is opened again,
+        for a new session). True when the room had a log (it was live somewhere). Raises
+        ClusterUnavailable."""
 
     async def trim(self, room_id: str, before: str) -> None:
         """Drop the entries before `before` (stored, and older than the merges need)."""

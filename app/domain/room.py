@@ -152,6 +152,7 @@ class Room:
         self.creator_user_id = record.creator_user_id
         self.created_at = record.created_at
         self.born = False  # cluster mode: made here, not loaded (see Rooms._first_entry)
+        self.deleted = False  # its session was deleted: nothing of it is written any more
         self.last_activity = record.last_activity
         self.expires_at = record.expires_at
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}

@@ -101,6 +101,7 @@ class Rooms:
             "creator": self._apply_creator,
             "call": self._apply_call,
             "born": lambda room, entry: None,  # the log's first entry (see _first_entry)
+            "deleted": lambda room, entry: self.drop(room),
         }
         self._replicating: set[asyncio.Task[None]] = set()
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
@@ -148,7 +149,9 @@ class Rooms:
         if self.log is None:
             return
         stored = room.version
-        entries = await self.log.open(room.room_id, stored)
+        entries = await self.log.open(room.room_id, stored, new=room.born)
+        if entries is None:
+            raise SessionNotFound(f"Session {room.room_id} is being deleted")
         if entries:
             self._first_entry(room, entries[0].id)
         elif room.born:  # a new room: its log begins now, and with it the session
@@ -228,6 +231,9 @@ class Rooms:
             held=room.version,
         )
         self.apply(room, appended.missed)
+        if appended.deleted:
+            self.drop(room)
+            raise SessionNotFound(f"Session {room.room_id} was deleted")
         if appended.entry is None:
             return False
         self._first_entry(room, appended.entry.id)
@@ -257,6 +263,8 @@ class Rooms:
             if versioned:
                 room.version = max(room.version, entry.version)
             room.mark(entry.id)
+            if self.rooms.get(room.room_id) is not room:
+                return  # dropped: its session was deleted
         if entries and room.needs_save:
             self.writer.changed(room)  # whatever changed, the room's writer stores it
 
@@ -287,6 +295,8 @@ class Rooms:
                         entry = LogEntry(room.log_id or "", room.version, "", body)
                         self.appliers[body["k"]](room, entry)
                 return
+            except SessionNotFound:
+                return  # deleted meanwhile
             except ClusterUnavailable:
                 continue
         log.error("room %s: could not tell the cluster %s", room.room_id, body.get("k"))
@@ -694,19 +704,41 @@ class Rooms:
 
     # -- used by sessions (REST) -------------------------------------------------------------
 
-    def detach(self, room_id: str) -> Room | None:
-        """Take a live room out of memory (its session is being deleted)."""
+    def detach(self, room_id: str) -> tuple[Room | None, asyncio.Task[None]]:
+        """Take a live room out of memory (its session is being deleted). The task ends once
+        this process's writer has let the room go (a write under way ends first)."""
         room = self.rooms.pop(room_id, None)
         self._cancel_unload(room_id)
         if room is not None:
+            room.deleted = True
             for sid in [*room.members, *room.away]:
                 self.room_of.pop(sid, None)
                 self._cancel(self._grace_timers, sid)
-        return room
+        if self.log is not None:
+            self.log.close(room_id)
+        task = asyncio.ensure_future(self.writer.drop(room_id))
+        self._replicating.add(task)
+        task.add_done_callback(self._replicating.discard)
+        return room, task
 
     def reattach(self, room: Room) -> None:
         """Put back a room whose deletion failed: nothing is lost."""
+        room.deleted = False
         self.rooms[room.room_id] = room
         for sid in room.members:
             self.room_of[sid] = room.room_id
+        if room.needs_save:
+            self.writer.changed(room)
         self._schedule_unload(room)
+
+    def tell_deleted(self, room: Room) -> None:
+        """The room's sockets of this process hear that its session is gone, and leave it."""
+        self.notifier.broadcast(room.room_id, "sessionDeleted", {"roomId": room.room_id})
+        for sid in room.members:
+            self.notifier.leave(sid, room.room_id)
+
+    def drop(self, room: Room) -> None:
+        """Cluster mode: another process deleted the room's session."""
+        if self.rooms.get(room.room_id) is room:
+            self.detach(room.room_id)
+            self.tell_deleted(room)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from app.domain.editing import Editing
-from app.domain.errors import FileNotFound, SessionExists, SessionNotFound, StoreUnavailable
+from app.domain.errors import (
+    ClusterUnavailable,
+    FileNotFound,
+    SessionExists,
+    SessionNotFound,
+    StoreUnavailable,
+)
 from app.domain.room import Room
 from app.domain.rooms import Rooms
 from app.storage import StoreError
@@ -88,24 +95,32 @@ class Sessions:
             raise StoreUnavailable("The session store did not answer in time; retrying")
 
     async def delete(self, room_id: str) -> Room | None:
-        """Delete the stored session; a live room is dropped. The dropped room, if any."""
-        room = self.rooms.detach(room_id)
+        """Delete the stored session; a live room is dropped. The dropped room, if any.
+
+        Cluster mode: the room's log says `deleted` first (every process drops its copy and
+        refuses further changes), then this process waits for the room's write lease, so that
+        no write of another process lands after the deletion."""
+        rooms = self.rooms
+        live = False
+        if rooms.log is not None:
+            live = await rooms.log.delete(room_id)  # ClusterUnavailable: nothing happened
+        room, dropped = rooms.detach(room_id)
+        await dropped
+        lease = rooms.settings.cluster_writer_lease_seconds + 1.0
+        if not await rooms.writer.alone(room_id, within=lease):
+            raise StoreUnavailable("Another process still writes this session; try again")
         try:
-            deleted = await self.rooms.store.delete(room_id)
+            deleted = await rooms.store.delete(room_id)
         except StoreError as error:
-            if room is not None:
-                self.rooms.reattach(room)
+            if room is not None and rooms.log is None:
+                rooms.reattach(room)
             raise StoreUnavailable(f"The session store is unavailable: {error}") from error
-        if room is None and not deleted:
+        finally:
+            await rooms.writer.release(room_id)
+        if room is None and not deleted and not live:
             raise SessionNotFound(f"Session {room_id} not found")
-        if self.rooms.log is not None:
-            await self.rooms.log.forget(room_id)
         if room is not None:
-            self.rooms.writer.forget(room_id)
-            notifier = self.rooms.notifier
-            notifier.relay(room_id, "sessionDeleted", {"roomId": room_id})
-            for sid in room.members:
-                notifier.leave(sid, room_id)
+            rooms.tell_deleted(room)
         return room
 
     async def sessions_of(self, user_id: str, *, limit: int) -> list[SessionSummary]:
@@ -143,6 +158,10 @@ class Sessions:
         room remembers which version it served to the `reader`'s address (an editor that
         restores its text over REST then types on it)."""
         room = self.rooms.rooms.get(room_id)
+        if room is None and self.rooms.log is not None:
+            # Cluster mode: the room may be live on another process, ahead of the store.
+            with contextlib.suppress(ClusterUnavailable):
+                room = await self.rooms.open(room_id, create=False)
         if room is not None:
             if reader is not None:
                 room.served.append((reader, room.version))

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from app.domain.merge import HISTORY, Base, Rebased, TextHistory
+from app.domain.ot import diff, restores, undoes
 
 MAYBE = HISTORY - 1  # the rank of a text that may have been seen: below any other
 MAX_MAYBE_SEEN = 32  # the earliest texts whose probe is not answered yet, as candidates
@@ -101,7 +102,7 @@ class Stream:
             return history.rebase(author, sent, base_version, applied=applied)
         shown = self._shown(history, author, answered, now)
         repeat = shown is not None and sent == shown  # it sends what it shows: a repeat
-        bases = self._bases(history, author, now, answered, fetched)
+        bases = self._bases(history, author, now, answered, fetched, sent)
         return history.rebase_from(author, sent, bases, repeat=repeat)
 
     def _seen(self, answered: int | None, now: float) -> list[Given]:
@@ -112,7 +113,9 @@ class Stream:
         reached = now - self.round_trip  # without probes: what had had time to arrive
         return [g for g in fresh if g.at <= reached]
 
-    def _maybe_seen(self, history: TextHistory, seen: list[Given]) -> list[Base]:
+    def _maybe_seen(
+        self, history: TextHistory, seen: list[Given], anchor: str | None, sent: str
+    ) -> list[Base]:
         """Texts given after the last one known to be seen: a browser runs each WebSocket
         message as a task of its own and a keystroke may come between a text and the probe
         behind it, so a change that overtook a probe may have been typed on such a text
@@ -120,10 +123,18 @@ class Stream:
         and a keystroke may come before that is over). A text that had not arrived explains
         the change worse (it holds others' edits the change would undo). These lose every
         tie to a text known to be seen, and among them the earliest wins a tie: the fewer
-        texts it must have processed, the likelier (texts are processed in order)."""
+        texts it must have processed, the likelier (texts are processed in order). Nor is
+        such a text a base when the change would delete some of what others inserted since
+        the `anchor` (the text known to be shown), or insert again what they deleted: nobody
+        does that within the moment it takes a probe to come back, but a change typed on the
+        anchor, next to what changed, is explained by such a text with a smaller edit."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
         for given in [g for g in self.given if g.seq > after][:MAX_MAYBE_SEEN]:
+            if anchor is not None:
+                others, change = diff(anchor, given.text), diff(given.text, sent)
+                if undoes(others, change) or restores(others, change):
+                    continue
             base = history.given(given.version, given.text, given.seq)
             if base is not None:
                 bases.append(replace(base, rank=(MAYBE, -given.seq)))
@@ -155,6 +166,7 @@ class Stream:
         now: float,
         answered: int | None,
         fetched: Iterable[int],
+        sent: str,
     ) -> list[Base]:
         seen = self._seen(answered, now)
         latest = seen[-1] if seen else None
@@ -162,7 +174,7 @@ class Stream:
         bases: list[Base] = []
         if own is not None and self._typed_after(latest):
             bases.append(own)  # nothing processed since its previous change replaced it
-            bases += self._maybe_seen(history, seen)  # ...unless a probe lags
+            bases += self._maybe_seen(history, seen, own.text, sent)  # ...unless a probe lags
         else:
             # An editor that names no base replaces its text with each text it is given (a
             # client that keeps its own edits through updates needs versions: baseVersion).
@@ -171,7 +183,12 @@ class Stream:
                 base = history.given(given.version, given.text, given.seq)
                 if base is not None:
                     bases.append(base)
-            bases += self._maybe_seen(history, seen)
+            if latest is not None:
+                anchor: str | None = latest.text
+            else:
+                joined = None if self.changed else history.at(self.since, self.since)
+                anchor = joined.text if joined is not None else None
+            bases += self._maybe_seen(history, seen, anchor, sent)
             if own is not None and not exact:
                 bases.append(own)
         if not self.changed:  # a first change: typed on the text it joined with, or fetched

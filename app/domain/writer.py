@@ -27,6 +27,7 @@ class _Pending:
     first_change: float | None
     last_change: float
     urgent: bool = False
+    writing: bool = False  # a store write is under way (it is not cut short)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -71,6 +72,8 @@ class DebouncedWriter:
 
     def changed(self, room: Room) -> None:
         """The room changed: write it once it has been quiet for the debounce delay."""
+        if room.deleted:
+            return
         now = self.clock()
         pending = self._pending.get(room.room_id)
         if pending is None:
@@ -86,13 +89,15 @@ class DebouncedWriter:
     def write_soon(self, room: Room) -> None:
         """Write the room now, without waiting for the debounce."""
         self.changed(room)
-        pending = self._pending[room.room_id]
+        pending = self._pending.get(room.room_id)
+        if pending is None:  # deleted
+            return
         pending.urgent = True
         pending.wake.set()
 
     async def flush(self, room: Room, within: float | None = None) -> bool:
         """Write now and wait until the room's current version is stored; False on timeout."""
-        if not room.needs_save:
+        if not room.needs_save or room.deleted:
             return True
         self.write_soon(room)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -115,13 +120,32 @@ class DebouncedWriter:
         _, still_running = await asyncio.wait(tasks, timeout=within)
         return not still_running
 
-    def forget(self, room_id: str) -> None:
-        """Drop a room's pending write (its session was deleted)."""
+    async def drop(self, room_id: str) -> None:
+        """Stop writing the room (its session is being deleted): a write under way ends first
+        and its lease is given up, so no write of this process lands after the deletion."""
         entry = self._pending.pop(room_id, None)
-        if entry is not None and entry.task is not None:
-            entry.task.cancel()
-        for _, future in entry.waiters if entry else []:
-            future.cancel()
+        if entry is not None:
+            for _, future in entry.waiters:
+                future.cancel()
+            if entry.task is not None:
+                if not entry.writing:
+                    entry.task.cancel()
+                await asyncio.wait([entry.task])
+        await self.release(room_id)
+
+    async def alone(self, room_id: str, within: float) -> bool:
+        """Cluster mode: hold the room's lease, so that no other process writes it, waiting
+        until the one that holds it lets it go or dies (at most `within` seconds)."""
+        if self.lease is None:
+            return True
+        deadline = self.clock() + within
+        while True:
+            with contextlib.suppress(ClusterUnavailable):
+                if await self.lease.hold(room_id):
+                    return True
+            if self.clock() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         """Stop all writers (after flush_all); unwritten state is logged, not silently lost."""
@@ -145,7 +169,10 @@ class DebouncedWriter:
             if not pending.room.needs_save:  # another process stored it (cluster mode)
                 self._release(pending, pending.room.changes)
                 break
-            if await self._write(pending):
+            written = await self._write(pending)
+            if self._pending.get(pending.room.room_id) is not pending:
+                return  # dropped during the write (its session is being deleted)
+            if written:
                 failures = 0
                 if not pending.room.needs_save:
                     break
@@ -180,10 +207,13 @@ class DebouncedWriter:
                     return False  # another process writes it; look again later
             except ClusterUnavailable:
                 return False
+        if room.deleted:
+            return True  # dropped while this process waited for the lease
         # Snapshot synchronously: changes arriving during the write are saved by the next one.
         record, changes, messages = room.snapshot(), room.changes, list(room.outbox)
         covered = room.log_id
         first_change, pending.first_change = pending.first_change, None
+        pending.writing = True
         try:
             if messages:
                 await self.store.append_messages(messages)
@@ -195,6 +225,8 @@ class DebouncedWriter:
             if pending.first_change is None:
                 pending.first_change = first_change
             return False
+        finally:
+            pending.writing = False
         self.writes += 1
         room.mark_saved(changes, len(messages))
         if not written:
@@ -216,9 +248,13 @@ class DebouncedWriter:
         assert self.log is not None
         body = {"k": "saved", "c": covered, "v": version}
         try:
-            await self.log.append(room.room_id, body, expected=None, after=None, held=version)
+            told = await self.log.append(
+                room.room_id, body, expected=None, after=None, held=version
+            )
         except ClusterUnavailable:
             return  # the next write tells them
+        if told.deleted:
+            return
         keep_from = version - self.keep_versions
         older = [entry_id for entry_id, _, v in room.marks if v <= keep_from]
         if older:
