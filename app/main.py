@@ -22,6 +22,7 @@ from app.clock import utc_now
 from app.cluster.lease import Heartbeat, RedisLease
 from app.cluster.log import RedisRoomLog
 from app.cluster.notifier import ClusterNotifier
+from app.cluster.roster import RedisRoster
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing
@@ -104,9 +105,10 @@ class Cluster:
     log: RedisRoomLog
     notifier: ClusterNotifier
     lease: RedisLease
+    roster: RedisRoster
     heartbeat: Heartbeat | None = None
 
-    async def start(self, rooms: Rooms) -> None:
+    async def start(self, rooms: Rooms, meetings: Meetings) -> None:
         self.heartbeat = Heartbeat(
             self.client,
             self.log.process,
@@ -114,6 +116,7 @@ class Cluster:
             every=rooms.settings.cluster_process_lease_seconds / 3,
             peers=rooms.remote_processes,
             gone=rooms.process_gone,
+            tick=meetings.sweep,
         )
         with contextlib.suppress(RedisError):
             await self.heartbeat.beat()
@@ -159,6 +162,7 @@ def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | N
         log=RedisRoomLog(client, process, connect()),
         notifier=ClusterNotifier(manager, client, process),
         lease=RedisLease(client, process, settings.cluster_writer_lease_seconds),
+        roster=RedisRoster(client, process),
     )
 
 
@@ -194,7 +198,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     editing = Editing(rooms, notifier, settings)
     events = SocketEvents(
         sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),
-        Meetings(notifier, settings),
+        Meetings(notifier, settings, cluster.roster if cluster is not None else None),
     )  # fmt: skip
     events.register()
     SessionRoutes(Sessions(rooms, editing), settings, guard.address_of).register(app)
@@ -213,7 +217,7 @@ def _lifecycle(settings: Settings) -> Any:
         await store.open()
         cluster = app.get(CLUSTER_KEY)
         if cluster is not None:
-            await cluster.start(app[ROOMS_KEY])
+            await cluster.start(app[ROOMS_KEY], app[EVENTS_KEY].meetings)
         purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
         yield
         # Shutdown, in order: sockets were closed by on_shutdown (which made every room write

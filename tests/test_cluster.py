@@ -492,3 +492,25 @@ async def test_a_room_live_on_another_process_is_read_as_it_is_now(tmp_path: Pat
             await ann.close()
     finally:
         set_cluster_processes(previous)
+
+
+async def test_a_meeting_spans_processes_and_a_dead_process_s_members_leave_it(
+    tmp_path: Path,
+) -> None:
+    with cluster(tmp_path, 2) as (_redis, servers):
+        stayer, goner = Client(), Client()
+        await stayer.connect(servers[0].url)
+        await goner.connect(servers[1].url)
+        assert await stayer.call("join-call", "MEETING") == {"ok": True}
+        assert await goner.call("join-call", "MEETING") == {"ok": True}
+        # Each hears the other, listed in join order, whatever process it is on.
+        both = [stayer.sio.get_sid("/"), goner.sio.get_sid("/")]
+        assert await stayer.next("user-joined", 2) == (both[1], both)
+        assert await goner.sio.call("signal", (both[0], "{}"), timeout=5) == {"ok": True}
+        assert await stayer.next("signal") == (both[1], "{}")
+        killed = time.monotonic()
+        servers[1].stop(signal.SIGKILL)
+        left = await stayer.next("user-left", within=15)
+        assert left == both[1]
+        assert time.monotonic() - killed < 1.5 + 6 / 3 + 2  # process lease + a sweep + slack
+        await stayer.close()

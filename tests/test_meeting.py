@@ -16,6 +16,8 @@ import socketio
 from app.config import Settings
 from tests.support import WAIT, Client, RunningServer, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
+
 MEETING = "MEET1"
 OTHER_MEETING = "MEET2"
 TRANSPORTS = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -15,6 +15,7 @@ from app.domain.errors import ClusterUnavailable
 
 log = logging.getLogger(__name__)
 PREFIX = "cc:"
+PROCESS_PREFIX = f"{PREFIX}process:"  # + process id: its heartbeat key
 
 # KEYS: the lease. ARGV: this process, lease milliseconds. Taken when free, renewed when ours.
 HOLD = """
@@ -74,6 +75,7 @@ class Heartbeat:
         every: float,
         peers: Callable[[], set[str]],
         gone: Callable[[str], None],
+        tick: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.process = process
@@ -81,6 +83,7 @@ class Heartbeat:
         self.every = every
         self.peers = peers
         self.gone = gone
+        self.tick = tick  # more to do every beat (meetings sweep their dead members)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,7 +99,7 @@ class Heartbeat:
 
     @staticmethod
     def _key(process: str) -> str:
-        return f"{PREFIX}process:{process}"
+        return PROCESS_PREFIX + process
 
     async def beat(self) -> None:
         await self.client.set(self._key(self.process), 1, px=int(self.lease * 1000))
@@ -115,4 +118,9 @@ class Heartbeat:
                                 self.gone(peer)
             except RedisError as error:
                 log.warning("heartbeat failed: %s", error)
+            if self.tick is not None:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("heartbeat: a periodic task failed")
             await asyncio.sleep(self.every)

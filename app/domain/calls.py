@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
-from app.domain.errors import NotInRoom, RoomFull
-from app.domain.ports import Notifier
+from app.domain.errors import ClusterUnavailable, NotInRoom, RoomFull
+from app.domain.ports import Notifier, Roster
 from app.domain.room import Member, Room
 from app.domain.rooms import Rooms
 from app.wire import outbound
@@ -67,34 +67,65 @@ class Calls:
         self.notifier.send([to], event, payload)
 
 
+class LocalRoster:
+    """The meetings of one process (the Roster when not in cluster mode)."""
+
+    def __init__(self) -> None:
+        self.meetings: dict[str, dict[str, None]] = {}
+
+    async def join(self, meeting: str, sid: str, limit: int) -> list[str] | None:
+        people = self.meetings.setdefault(meeting, {})
+        if sid not in people and len(people) >= limit:
+            return None
+        people[sid] = None
+        return list(people)
+
+    async def leave(self, meeting: str, sid: str) -> None:
+        people = self.meetings.get(meeting, {})
+        people.pop(sid, None)
+        if not people:
+            self.meetings.pop(meeting, None)
+
+    async def members(self, meeting: str) -> list[str]:
+        return list(self.meetings.get(meeting, {}))
+
+    async def sweep(self, meeting: str, mine: set[str]) -> list[str]:
+        return []  # one process: its sockets leave as they go
+
+
 class Meetings:
     """The meeting page's rooms: sockets that sent `join-call`, in the order they joined.
 
     They are apart from the editor room of the same id: meeting sockets do not receive the
     editor's events and editor sockets are not listed as meeting peers."""
 
-    def __init__(self, notifier: Notifier, settings: Settings) -> None:
+    def __init__(
+        self, notifier: Notifier, settings: Settings, roster: Roster | None = None
+    ) -> None:
         self.notifier = notifier
         self.settings = settings
-        self.meetings: dict[str, dict[str, None]] = {}
-        self.meeting_of: dict[str, str] = {}
+        self.roster: Roster = roster if roster is not None else LocalRoster()
+        self.meeting_of: dict[str, str] = {}  # this process's sockets
+        self._unswept: set[str] = set()  # meetings a departure could not be written to
 
-    def join(self, sid: str, room_id: str) -> None:
-        people = self.meetings.get(room_id, {})
-        if sid not in people and len(people) >= self.settings.max_clients_per_room:
-            raise RoomFull(f"Meeting {room_id} is full")  # before leaving another meeting
+    async def join(self, sid: str, room_id: str) -> None:
+        limit = self.settings.max_clients_per_room
         if self.meeting_of.get(sid) != room_id:
-            self.leave(sid)
-        people = self.meetings.setdefault(room_id, {})
-        people[sid] = None
+            people = await self.roster.members(room_id)
+            if sid not in people and len(people) >= limit:
+                raise RoomFull(f"Meeting {room_id} is full")  # before leaving another meeting
+            await self.leave(sid)
+        joined = await self.roster.join(room_id, sid, limit)
+        if joined is None:
+            raise RoomFull(f"Meeting {room_id} is full")
         self.meeting_of[sid] = room_id
         group = MEETING_GROUP + room_id
         self.notifier.enter(sid, group)
-        self.notifier.relay(group, "user-joined", sid, list(people))
+        self.notifier.relay(group, "user-joined", sid, joined)
 
-    def signal(self, sid: str, to: str, message: str) -> None:
+    async def signal(self, sid: str, to: str, message: str) -> None:
         room_id = self.meeting_of.get(sid)
-        if room_id is None or to == sid or to not in self.meetings.get(room_id, {}):
+        if room_id is None or to == sid or to not in await self.roster.members(room_id):
             raise NotInRoom(f"{to} is not another socket of your meeting")
         self.notifier.send([to], "signal", sid, message)
 
@@ -105,14 +136,29 @@ class Meetings:
         group = MEETING_GROUP + room_id
         self.notifier.relay(group, "chat-message", data, sender, sid, skip=sid)
 
-    def leave(self, sid: str) -> None:
+    async def leave(self, sid: str) -> None:
         room_id = self.meeting_of.pop(sid, None)
         if room_id is None:
             return
-        people = self.meetings.get(room_id, {})
-        people.pop(sid, None)
-        if not people:
-            self.meetings.pop(room_id, None)
         group = MEETING_GROUP + room_id
         self.notifier.leave(sid, group)
+        try:
+            await self.roster.leave(room_id, sid)
+        except ClusterUnavailable:
+            self._unswept.add(room_id)  # the next sweep takes it out
         self.notifier.relay(group, "user-left", sid)
+
+    async def sweep(self) -> None:
+        """Cluster mode, now and then: the sockets of processes that died leave their
+        meetings (and this process's own that could not be taken out when they left)."""
+        mine: dict[str, set[str]] = {meeting: set() for meeting in self._unswept}
+        for sid, meeting in self.meeting_of.items():
+            mine.setdefault(meeting, set()).add(sid)
+        for meeting, sids in mine.items():
+            try:
+                gone = await self.roster.sweep(meeting, sids)
+            except ClusterUnavailable:
+                continue
+            self._unswept.discard(meeting)
+            for sid in gone:
+                self.notifier.relay(MEETING_GROUP + meeting, "user-left", sid)

@@ -124,3 +124,22 @@ class WriterLease(Protocol):
 
     async def release(self, room_id: str) -> None:
         """Give the lease up (this process no longer has the room)."""
+
+
+class Roster(Protocol):
+    """Who is in each meeting of the meeting page, in the order they joined (cluster mode:
+    over every process)."""
+
+    async def join(self, meeting: str, sid: str, limit: int) -> list[str] | None:
+        """Add the socket (once); everyone in join order; None when `limit` are in already.
+        Raises ClusterUnavailable."""
+
+    async def leave(self, meeting: str, sid: str) -> None:
+        """Take the socket out. Raises ClusterUnavailable."""
+
+    async def members(self, meeting: str) -> list[str]:
+        """Everyone in join order. Raises ClusterUnavailable."""
+
+    async def sweep(self, meeting: str, mine: set[str]) -> list[str]:
+        """Take out the sockets of processes that died, and this process's sockets that are
+        not in `mine` any more; those taken out (each by one process only)."""

@@ -170,8 +170,8 @@ class SocketEvents:
         address = self.addresses.pop(sid, None)
         if address is not None:
             self.guard.limits.disconnect(address)
-        self.meetings.leave(sid)
         self.rooms.disconnect(sid, temporary=reason in TEMPORARY_REASONS)
+        await self.meetings.leave(sid)
 
     # -- the room --------------------------------------------------------------------------
 
@@ -350,11 +350,11 @@ class SocketEvents:
     # -- the meeting page ------------------------------------------------------------------
 
     async def on_join_call(self, sid: str, p: m.JoinCall) -> Json:
-        self.meetings.join(sid, p.roomId)
+        await self.meetings.join(sid, p.roomId)
         return {"ok": True}
 
     async def on_meeting_signal(self, sid: str, p: m.MeetingSignal) -> Json:
-        self.meetings.signal(sid, p.to, p.message)
+        await self.meetings.signal(sid, p.to, p.message)
         return {"ok": True}
 
     async def on_meeting_chat(self, sid: str, p: m.MeetingChat) -> Json:
