@@ -341,7 +341,7 @@ class Rooms:
                 if resumes in room.away:
                     self._forget_away(room, away)
         room.remote[member.sid] = member
-        room.add_participant(member.user_id, member.name, self.clock())
+        room.add_participant(member.user_id, member.name, self._stamp(entry))
         self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
         if resumes is None:
             joined = outbound.user_joined(member.sid, member.name)
@@ -395,7 +395,7 @@ class Rooms:
         member = room.remote.pop(sid, None) or room.remote_away.pop(sid, None)
         if member is None:
             return
-        room.participant_left(member.user_id, member.name, self.clock())
+        room.participant_left(member.user_id, member.name, self._stamp(entry))
         if sid in room.call:  # a process that died takes its callers with it
             del room.call[sid]
             self.end_call_if_empty(room)
@@ -448,7 +448,8 @@ class Rooms:
         self.leave(sid)  # a socket is in one room at a time
         if away is not None and room.remote_away.pop(away.sid, None) is None:
             self._forget_away(room, away)
-        member = room.add_member(sid, name, user_id, address, self.clock())
+        now = self.clock()
+        member = room.add_member(sid, name, user_id, address, now)
         if away is not None:  # the same person, back: same entry, same editor dialect
             member.joined_at = away.joined_at
             member.uses_code, member.uses_files = away.uses_code, away.uses_files
@@ -456,8 +457,14 @@ class Rooms:
         self.notifier.enter(sid, room.room_id)
         self._cancel_unload(room.room_id)
         self.writer.changed(room)
-        self.replicate(room, self._join_entry(member, away.sid if away is not None else None))
+        entry = self._join_entry(member, away.sid if away is not None else None)
+        self.replicate(room, {**entry, "t": now.isoformat()})
         return Arrival(room=room, member=member, repeated=False, resumed=away is not None)
+
+    def _stamp(self, entry: LogEntry) -> datetime:
+        """When a presence entry's change happened, as its process stamped it."""
+        stamp = entry.body.get("t")
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else self.clock()
 
     @staticmethod
     def _join_entry(member: Member, resumes: str | None) -> dict[str, Any]:
@@ -512,12 +519,13 @@ class Rooms:
         if room is None:
             return
         present = sid in room.members
-        member = room.remove_member(sid, self.clock())
+        now = self.clock()
+        member = room.remove_member(sid, now)
         if member is None:
             return
         self.notifier.leave(sid, room.room_id)
         self._left(room)
-        self.replicate(room, {"k": "leave", "sid": sid, "reason": reason})
+        self.replicate(room, {"k": "leave", "sid": sid, "reason": reason, "t": now.isoformat()})
         send = self.notifier
         if present:
             send.broadcast(room.room_id, "roomUsers", room_users(room))
