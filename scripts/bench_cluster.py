@@ -13,6 +13,11 @@ CONFIGURATIONS (--configs, comma separated; alternated A B C D A B C D over --ro
     cluster-N   N processes with REDIS_URL (a fresh redis-server per run) and
                 CLUSTER_SHARED_SQLITE=true, all on one DATA_DIR (one SQLite file);
                 cluster-1 is one process on the Redis path
+    bare-redis-N  N processes of scripts/relay_bare.py --tuned sharing rooms through
+                python-socketio's AsyncRedisManager (every emit goes through Redis
+                pub/sub): the framework's own fan-out, without our order, log, merge,
+                validation or persistence; what it costs per delivery is the floor of
+                that design, beside ours (cluster-N, delivered from the room log)
     Default: single,cluster-1,cluster-2,cluster-3.
     Every process gets bench.py's APP_ENV (abuse limits raised, LOG_LEVEL=warning) plus
     --env K=V overrides, a free port of 127.0.0.1, and must answer GET /api/ready 200
@@ -101,16 +106,18 @@ class Config:
     name: str
     procs: int
     redis: bool
+    target: str = "app"  # bench.py's target of each process
 
 
 def parse_config(name: str) -> Config:
     if name == "single":
         return Config(name, 1, False)
-    if name.startswith("cluster-") and name[len("cluster-") :].isdigit():
-        n = int(name[len("cluster-") :])
-        if n >= 1:
-            return Config(name, n, True)
-    raise SystemExit(f"unknown configuration {name!r} (single, cluster-N)")
+    for prefix, target in (("cluster-", "app"), ("bare-redis-", "bare-tuned")):
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            n = int(name[len(prefix) :])
+            if n >= 1:
+                return Config(name, n, True, target)
+    raise SystemExit(f"unknown configuration {name!r} (single, cluster-N, bare-redis-N)")
 
 
 @dataclass
@@ -215,7 +222,7 @@ async def deploy(args: argparse.Namespace, cfg: Config, tag: str) -> Deployment:
         sargs = argparse.Namespace(**vars(args))
         sargs.env = env
         for i in range(cfg.procs):  # one after the other: the first creates the SQLite file
-            srv = await B.start_server(sargs, "app", f"{tag}-p{i}")
+            srv = await B.start_server(sargs, cfg.target, f"{tag}-p{i}")
             dep.servers.append(srv)
         for srv in dep.servers:
             await wait_ready(srv, args.start_timeout)
@@ -593,7 +600,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--configs",
         default="single,cluster-1,cluster-2,cluster-3",
-        help="comma list of single, cluster-N",
+        help="comma list of single, cluster-N, bare-redis-N",
     )
     ap.add_argument("--scenarios", default="a", help="comma list of a, hot (default a)")
     ap.add_argument("--rooms", type=int, default=50, help="scenario a: rooms (default 50)")

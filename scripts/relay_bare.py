@@ -35,12 +35,18 @@ Usage::
 
 ``--orjson`` (independent of ``--tuned``) makes python-socketio encode and
 decode packets with orjson.
+
+``--redis URL`` (or ``REDIS_URL`` in the environment) makes every emit go through
+python-socketio's ``AsyncRedisManager``, so that several relay processes share rooms: the
+framework's own way to spread rooms over processes, measured beside ours by
+``scripts/bench_cluster.py`` (configuration ``bare-redis-N``).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import time
 from typing import Any
 
@@ -84,7 +90,9 @@ def _disable_ws_deflate(sio: socketio.AsyncServer) -> None:
     eio._async = dict(eio._async, websocket=NoDeflateWebSocket)
 
 
-def build_app(tuned: bool = False, use_orjson: bool = False) -> web.Application:
+def build_app(
+    tuned: bool = False, use_orjson: bool = False, redis_url: str | None = None
+) -> web.Application:
     kwargs: dict[str, Any] = {
         "async_mode": "aiohttp",
         "cors_allowed_origins": "*",
@@ -93,6 +101,8 @@ def build_app(tuned: bool = False, use_orjson: bool = False) -> web.Application:
     }
     if use_orjson:
         kwargs["json"] = _OrjsonModule()
+    if redis_url:
+        kwargs["client_manager"] = socketio.AsyncRedisManager(redis_url)
     sio = socketio.AsyncServer(**kwargs)
     if tuned:
         _disable_ws_deflate(sio)
@@ -109,6 +119,7 @@ def build_app(tuned: bool = False, use_orjson: bool = False) -> web.Application:
         return web.json_response({"status": "ok"})
 
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/ready", health)
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -205,6 +216,11 @@ def main() -> None:
         help="deflate off + uvloop + gc.freeze() + raised GC thresholds",
     )
     ap.add_argument("--orjson", action="store_true", help="encode/decode packets with orjson")
+    ap.add_argument(
+        "--redis",
+        default=os.environ.get("REDIS_URL"),
+        help="share rooms with other processes through this Redis (AsyncRedisManager)",
+    )
     args = ap.parse_args()
 
     loop = None
@@ -214,7 +230,7 @@ def main() -> None:
         loop = uvloop.new_event_loop()
         gc.set_threshold(100_000, 50, 100)
 
-    app = build_app(tuned=args.tuned, use_orjson=args.orjson)
+    app = build_app(tuned=args.tuned, use_orjson=args.orjson, redis_url=args.redis)
     web.run_app(
         app,
         host=args.host,

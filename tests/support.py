@@ -77,6 +77,15 @@ class RunningServer:
     def rooms(self) -> Rooms:
         return self.app[ROOMS_KEY]
 
+    def counts(self) -> dict[str, int]:
+        """Rooms.counts() summed over every process (cluster mode: a room live on two
+        processes counts twice)."""
+        total: dict[str, int] = {}
+        for app in self.apps:
+            for key, value in app[ROOMS_KEY].counts().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
     @property
     def writer(self) -> DebouncedWriter:
         return self.app[WRITER_KEY]

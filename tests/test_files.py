@@ -19,6 +19,8 @@ from app.config import Settings
 from app.storage.records import DEFAULT_CODE
 from tests.support import Client, RunningServer, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
+
 pytest_plugins = ("tests.store_backends",)
 
 ROOM = "FILES1"

@@ -15,6 +15,8 @@ import pytest
 
 from tests.support import Client, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
+
 ROOM = "RELOAD"
 GRACE = 1.0
 PRESENCE = ("roomUsers", "userJoined", "userLeft")

@@ -18,6 +18,8 @@ from app.config import Settings
 from app.main import SIO_KEY
 from tests.support import Client, RunningServer, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
+
 ROOM = "RECONNECT1"
 OTHER_ROOM = "RECONNECT2"
 REPLAYED = ("newMessage", "codeUpdate", "languageUpdate")
@@ -71,7 +73,7 @@ class Harness:
     async def settled(self, **expected: int) -> None:
         """Wait (1 s at most) until the server's counts() have the expected values."""
         for _ in range(100):
-            counts = self.server.rooms.counts()
+            counts = self.server.counts()
             if all(counts[key] == value for key, value in expected.items()):
                 return
             await asyncio.sleep(0.01)
@@ -90,15 +92,16 @@ async def harness(settings: Settings, count: int) -> AsyncIterator[tuple[Harness
     """A server whose disconnect handler records the reason it is given, and `count` clients
     (closed before the server: a server stopping with open websockets waits for them)."""
     async with running_server(settings) as server:
-        sio = server.app[SIO_KEY]
-        handler = sio.handlers["/"]["disconnect"]
         reasons: dict[str, str] = {}
+        for app in server.apps:  # cluster mode: every process's
+            sio = app[SIO_KEY]
+            handler = sio.handlers["/"]["disconnect"]
 
-        async def recording(client_sid: str, reason: str) -> None:
-            reasons[client_sid] = reason
-            await handler(client_sid, reason)
+            async def recording(client_sid: str, reason: str, handler: Any = handler) -> None:
+                reasons[client_sid] = reason
+                await handler(client_sid, reason)
 
-        sio.handlers["/"]["disconnect"] = recording
+            sio.handlers["/"]["disconnect"] = recording
         made = Harness(server, reasons)
         try:
             clients = [await made.connect() for _ in range(count)]
@@ -285,7 +288,7 @@ async def test_dropped_transport_is_away_for_the_grace_then_leaves(tmp_path: Pat
         assert away == {"userId": bob_sid, "userName": "Bob"}
         assert await cat.next("userTemporarilyDisconnected", within=grace) == away
         assert await h.reason_of(bob_sid) == TRANSPORT_CLOSE
-        assert h.server.rooms.counts()["grace_timers"] == 1
+        assert h.server.counts()["grace_timers"] == 1
 
         await ann.next("userLeft", within=grace + 2)
         assert time.monotonic() - dropped_at >= grace - 0.05
@@ -329,7 +332,7 @@ async def test_rejoin_within_the_grace_resumes_the_member(tmp_path: Path) -> Non
         seen = names(since(ann, mark, PRESENCE))
         assert seen == ["roomUsers", "userTemporarilyDisconnected", "roomUsers"]
         assert "userJoined" not in back.events
-        counts = h.server.rooms.counts()
+        counts = h.server.counts()
         assert (counts["grace_timers"], counts["sockets"]) == (0, 2)
         # The resumed member is a full member.
         await back.call("codeChange", {"roomId": ROOM, "code": "back again"})
@@ -420,7 +423,7 @@ async def test_no_grace_means_a_dropped_transport_leaves_at_once(tmp_path: Path)
         await ann.next("userLeft", within=1.0)
         assert await h.reason_of(bob_sid) == TRANSPORT_CLOSE
         assert names(since(ann, mark, PRESENCE)) == ["roomUsers", "userLeft"]
-        assert h.server.rooms.counts()["grace_timers"] == 0
+        assert h.server.counts()["grace_timers"] == 0
 
 
 async def test_leaving_or_disconnecting_deliberately_leaves_at_once_despite_a_grace(
@@ -441,7 +444,7 @@ async def test_leaving_or_disconnecting_deliberately_leaves_at_once_despite_a_gr
         seen = since(ann, mark, PRESENCE)
         assert names(seen) == ["roomUsers", "userLeft", "roomUsers", "userLeft"]
         assert ids(seen[2][1]) == [sid(ann)]
-        counts = h.server.rooms.counts()
+        counts = h.server.counts()
         assert (counts["grace_timers"], counts["sockets"]) == (0, 1)
 
 
@@ -476,7 +479,7 @@ async def test_repeating_a_join_changes_nothing_but_the_name(settings: Settings)
         assert said["ok"] is True
         assert (await ann.next("newMessage"))["message"]["userName"] == "Bobby"
         assert [event for event, _ in ann.order[mark:] if event != "sessionSaved"] == ["newMessage"]
-        assert h.server.rooms.counts()["sockets"] == 2
+        assert h.server.counts()["sockets"] == 2
 
 
 async def test_joins_sent_at_once_announce_the_user_once(settings: Settings) -> None:
@@ -520,7 +523,7 @@ async def test_joining_another_room_without_leaving_leaves_the_first(
         assert (await cat.next("codeUpdate"))["code"] == "in the other room"
         await ann.quiet()
         assert "codeUpdate" not in ann.events
-        assert h.server.rooms.counts()["sockets"] == 3
+        assert h.server.counts()["sockets"] == 3
 
 
 async def test_a_rejoining_file_client_gets_exactly_the_files_changed_while_away(

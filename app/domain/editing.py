@@ -103,10 +103,6 @@ class Editing:
             }
         )
 
-    @property
-    def _now(self) -> datetime:
-        return self.rooms.clock()
-
     # -- texts -------------------------------------------------------------------------------
 
     async def change_text(
@@ -166,7 +162,9 @@ class Editing:
                 }
                 if await self.rooms.order(room, entry):
                     break
-            change = room.apply_text(member, doc, rebased, sent, new_language, self._now, answered)
+            change = room.apply_text(
+                member, doc, rebased, sent, new_language, self.rooms.now(room), answered
+            )
             if change is None:
                 if member.deltas:  # its change is acknowledged in the order of the others
                     nothing = (room.version, ())
@@ -187,12 +185,16 @@ class Editing:
     def _apply_text(self, room: Room, entry: LogEntry) -> None:
         body = entry.body
         doc = room.ensure_doc(body["d"])
-        room.apply_op(doc, op_from_json(body["op"]), entry.version, body["s"], self._now)
+        room.apply_op(doc, op_from_json(body["op"]), entry.version, body["s"], self.rooms.now(room))
         language = body.get("l")
         if language and language != room.language:
-            room.replace_language(language, self._now)
+            room.replace_language(language, self.rooms.now(room))
             room.language_version = entry.version
         self.rooms.writer.changed(room)
+        remote = room.remote.get(body["s"]) if body["s"] is not None else None
+        if remote is not None:  # which events it reads, should it come back here
+            remote.uses_files = remote.uses_files or bool(body.get("f"))
+            remote.uses_code = remote.uses_code or not body.get("f")
         author = Author(body["s"], body["n"])
         delta = doc.history.last_change()
         self._publish_text(room, doc, None, author, as_file=bool(body.get("f")), delta=delta)
@@ -222,7 +224,7 @@ class Editing:
         return self._made_file(room, file_id, name)
 
     def _made_file(self, room: Room, file_id: str, name: str) -> Document:
-        doc, created = room.create_file(file_id, name, self._now)
+        doc, created = room.create_file(file_id, name, self.rooms.now(room))
         if created:
             self.rooms.writer.changed(room)
             payload = outbound.file_opened(doc.doc_id, doc.name)
@@ -247,7 +249,9 @@ class Editing:
         """Send the text as it is now, labelled with the room's version now, in the room's
         event order: to `members` (None: whoever is in the room when it leaves). Members
         that read deltas get `delta` (the version before, and the change) instead."""
-        out = TextOut(doc.doc_id, doc.text, room.version, room.language, self._now, delta)
+        out = TextOut(
+            doc.doc_id, doc.text, room.version, room.language, self.rooms.now(room), delta
+        )
         return room.sequencer.publish(
             lambda: self._send_text(room, out, members, author, as_file), version=out.version
         )
@@ -334,7 +338,7 @@ class Editing:
                 room.check_text(doc.doc_id, rebased.text if rebased is not None else text)
                 entry = {"k": "text", "d": doc.doc_id, "op": op_to_json(op), "s": None, "n": ""}
                 if await self.rooms.order(room, entry):
-                    room.commit_text(doc, rebased, op, self._now)
+                    room.commit_text(doc, rebased, op, self.rooms.now(room))
                     text_changed = True
                     break
             if merge and language is not None and self._stale_language(room, language):
@@ -342,7 +346,7 @@ class Editing:
             while language is not None and language != room.language:
                 entry = {"k": "lang", "l": language, "s": None, "n": outbound.SERVER_NAME}
                 if await self.rooms.order(room, entry):
-                    language_changed = room.set_language(language, self._now, live=False)
+                    language_changed = room.set_language(language, self.rooms.now(room), live=False)
                     break
             if text_changed or language_changed:
                 self.rooms.writer.changed(room)
@@ -357,7 +361,7 @@ class Editing:
         before its author received that change (the editor saves two seconds after the last
         change it saw). It must not undo it; REST after REST always applies."""
         replaced = room.replaced_languages.get(language)
-        return replaced is not None and self._now - replaced < STALE_REST_LANGUAGE
+        return replaced is not None and self.rooms.now(room) - replaced < STALE_REST_LANGUAGE
 
     # -- replays -----------------------------------------------------------------------------------
 
@@ -365,7 +369,8 @@ class Editing:
         """Send a rejoining socket what it missed: chat in order, then changed texts and the
         language. The room's later events wait behind the replay, so versions stay in order."""
         upto = room.sequencer.sent_version  # later events reach the socket live
-        texts = {d.doc_id: TextOut(d.doc_id, d.text, room.version, room.language, self._now)
+        now = self.rooms.now(room)
+        texts = {d.doc_id: TextOut(d.doc_id, d.text, room.version, room.language, now)
                  for d in room.docs.values()}  # fmt: skip
         language = (room.language, room.version)
         ticket = room.sequencer.publish(lambda: None, held=True, version=room.version)
@@ -446,7 +451,7 @@ class Editing:
             while language != room.language:
                 entry = {"k": "lang", "l": language, "s": sid, "n": member.name}
                 if await self.rooms.order(room, entry):
-                    room.set_language(language, self._now)
+                    room.set_language(language, self.rooms.now(room))
                     break
             else:
                 return room.version  # another process set it first
@@ -457,7 +462,7 @@ class Editing:
 
     def _apply_language(self, room: Room, entry: LogEntry) -> None:
         body = entry.body
-        if room.set_language(body["l"], self._now, live=bool(body.get("s"))):
+        if room.set_language(body["l"], self.rooms.now(room), live=bool(body.get("s"))):
             self.rooms.writer.changed(room)
             author = Author(body["s"], body["n"]) if body.get("s") else None
             self._publish_language(room, author)
@@ -506,11 +511,12 @@ class Editing:
             raise StoreUnavailable(
                 "The session store is unavailable and this room's outbox is full"
             )
-        message_id, now = client_id or uuid.uuid4().hex, self._now
+        message_id, now = client_id or uuid.uuid4().hex, self.rooms.clock()
         async with room.lock:
             while True:
                 draft = room.chat_record(member, text, message_id, now, room.version + 1)
                 entry = {"k": "chat", "m": draft.model_dump(mode="json"), "s": sid}
+                entry["t"] = now.isoformat()  # the message's time is the change's
                 if await self.rooms.order(room, entry):
                     break
             message = room.accept_chat(member, text, message_id, now)
@@ -525,7 +531,7 @@ class Editing:
 
     def _apply_chat(self, room: Room, entry: LogEntry) -> None:
         message = ChatRecord.model_validate(entry.body["m"])
-        room.add_chat(message, self._now)
+        room.add_chat(message, self.rooms.now(room))
         self.rooms.writer.changed(room)
         payload = outbound.new_message(message, entry.body.get("s"))
         room.sequencer.publish(
@@ -586,7 +592,7 @@ class Editing:
         self._made_active(room, file_id)
 
     def _made_active(self, room: Room, file_id: str) -> None:
-        room.set_active_file(file_id, self._now)
+        room.set_active_file(file_id, self.rooms.now(room))
         self.rooms.writer.changed(room)
         payload = outbound.active_file_changed(file_id)
         room.sequencer.publish(
@@ -617,7 +623,7 @@ class Editing:
             size=upload.size,
             uploaded_by=upload.uploaded_by,
             uploader_name=upload.uploader_name,
-            now=self._now,
+            now=self.rooms.now(room),
         )
         self.rooms.writer.write_soon(room)
         if uploader is not None:
@@ -663,7 +669,12 @@ class Editing:
         self.notifier.send(file_to, "fileContentSnapshot", snapshot)
         if code_to:
             update = outbound.code_update(
-                content, room.language, None, outbound.SERVER_NAME, self._now, snapshot["version"]
+                content,
+                room.language,
+                None,
+                outbound.SERVER_NAME,
+                self.rooms.now(room),
+                snapshot["version"],
             )
             self.notifier.send(code_to, "codeUpdate", update)
 
@@ -684,11 +695,11 @@ class Editing:
             entry = {"k": "describe", "d": doc.doc_id, "x": description}
             while not await self.rooms.order(room, entry):
                 pass
-            room.describe_file(doc, now=self._now, **description)
+            room.describe_file(doc, now=self.rooms.now(room), **description)
             self.rooms.writer.changed(room)
 
     def _apply_describe(self, room: Room, entry: LogEntry) -> None:
-        room.describe_file(room.doc(entry.body["d"]), now=self._now, **entry.body["x"])
+        room.describe_file(room.doc(entry.body["d"]), now=self.rooms.now(room), **entry.body["x"])
         self.rooms.writer.changed(room)
 
     async def add_participants(
@@ -697,15 +708,15 @@ class Editing:
         async with room.lock:
             entry = {"k": "people", "p": participants}
             await self.rooms.order(room, entry, versioned=False)
-            room.add_participants(participants, self._now)
+            room.add_participants(participants, self.rooms.now(room))
             self.rooms.writer.changed(room)
 
     def _apply_participants(self, room: Room, entry: LogEntry) -> None:
-        room.add_participants([(p[0], p[1]) for p in entry.body["p"]], self._now)
+        room.add_participants([(p[0], p[1]) for p in entry.body["p"]], self.rooms.now(room))
         self.rooms.writer.changed(room)
 
     def _deleted(self, room: Room, file_id: str) -> None:
-        room.delete_file(file_id, self._now)
+        room.delete_file(file_id, self.rooms.now(room))
         self.rooms.writer.changed(room)
         for member in room.members.values():
             member.streams.pop(file_id, None)
@@ -723,7 +734,7 @@ class Editing:
             self._drawn(room, snapshot, member.sid)
 
     def _drawn(self, room: Room, snapshot: Any, sid: str | None) -> None:
-        room.set_whiteboard(snapshot, self._now)
+        room.set_whiteboard(snapshot, self.rooms.now(room))
         self.rooms.writer.changed(room)
         self.notifier.broadcast(room.room_id, "whiteboardUpdate", {"snapshot": snapshot}, skip=sid)
 
@@ -736,7 +747,7 @@ class Editing:
         """The writing process stored the room as it was after entry `c`: so it is here too."""
         version = room.saved_through(entry.body["c"])
         if version is not None:
-            payload = outbound.session_saved(room.room_id, version, self._now)
+            payload = outbound.session_saved(room.room_id, version, self.rooms.now(room))
             room.sequencer.publish(
                 lambda: self.notifier.broadcast(room.room_id, "sessionSaved", payload)
             )

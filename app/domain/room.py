@@ -153,6 +153,9 @@ class Room:
         self.created_at = record.created_at
         self.born = False  # cluster mode: made here, not loaded (see Rooms._first_entry)
         self.deleted = False  # its session was deleted: nothing of it is written any more
+        # Cluster mode, while the lock is held: when the log entry being applied happened, as
+        # its process stamped it (every process then stamps the same time).
+        self.stamp: datetime | None = None
         self.last_activity = record.last_activity
         self.expires_at = record.expires_at
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
@@ -659,4 +662,5 @@ class _RoomLock(asyncio.Lock):
 
     def release(self) -> None:
         self._room.settle()
+        self._room.stamp = None
         super().release()

@@ -223,6 +223,9 @@ class Rooms:
         log_ = self.log
         if log_ is None:
             return True
+        stamp = body.get("t")
+        now = datetime.fromisoformat(stamp) if isinstance(stamp, str) else self.clock()
+        body = {**body, "t": now.isoformat()}
         appended = await log_.append(
             room.room_id,
             body,
@@ -238,6 +241,7 @@ class Rooms:
             return False
         self._first_entry(room, appended.entry.id)
         room.mark(appended.entry.id, applied=False)  # its caller applies it
+        room.stamp = now
         return True
 
     def apply(self, room: Room, entries: list[LogEntry]) -> None:
@@ -252,6 +256,7 @@ class Rooms:
                     room.room_id, entry.id, entry.version, room.version,
                 )  # fmt: skip
             self._first_entry(room, entry.id)
+            room.stamp = self._stamp(entry)
             applier = self.appliers.get(str(entry.body.get("k")))
             if applier is None:
                 log.error("room %s: unknown log entry %r", room.room_id, entry.body.get("k"))
@@ -328,11 +333,8 @@ class Rooms:
     def _apply_join(self, room: Room, entry: LogEntry) -> None:
         member = self._member_of(entry)
         resumes = entry.body.get("resumes")
-        if member.sid in room.remote:  # a repeated join: its name, if it changed
-            known = room.remote[member.sid]
-            if known.name != member.name:
-                known.name = member.name
-                self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
+        if member.sid in room.remote:  # a repeated join: its name (only it hears roomUsers)
+            room.remote[member.sid].name = member.name
             return
         if resumes is not None:
             away = room.remote_away.pop(resumes, None) or room.away.get(resumes)
@@ -341,7 +343,7 @@ class Rooms:
                 if resumes in room.away:
                     self._forget_away(room, away)
         room.remote[member.sid] = member
-        room.add_participant(member.user_id, member.name, self._stamp(entry))
+        room.add_participant(member.user_id, member.name, self.now(room))
         self.notifier.broadcast(room.room_id, "roomUsers", room_users(room))
         if resumes is None:
             joined = outbound.user_joined(member.sid, member.name)
@@ -383,7 +385,7 @@ class Rooms:
 
     def set_creator(self, room: Room, name: str, user_id: str | None) -> None:
         room.creator_name, room.creator_user_id = name, user_id
-        room.touch(self.clock())
+        room.touch(self.now(room))
         self.writer.changed(room)
 
     def _apply_leave(self, room: Room, entry: LogEntry) -> None:
@@ -395,7 +397,7 @@ class Rooms:
         member = room.remote.pop(sid, None) or room.remote_away.pop(sid, None)
         if member is None:
             return
-        room.participant_left(member.user_id, member.name, self._stamp(entry))
+        room.participant_left(member.user_id, member.name, self.now(room))
         if sid in room.call:  # a process that died takes its callers with it
             del room.call[sid]
             self.end_call_if_empty(room)
@@ -461,8 +463,13 @@ class Rooms:
         self.replicate(room, {**entry, "t": now.isoformat()})
         return Arrival(room=room, member=member, repeated=False, resumed=away is not None)
 
+    def now(self, room: Room) -> datetime:
+        """The time to stamp a change of the room with: in cluster mode, while a log entry
+        is applied, the time its process stamped it."""
+        return room.stamp or self.clock()
+
     def _stamp(self, entry: LogEntry) -> datetime:
-        """When a presence entry's change happened, as its process stamped it."""
+        """When a log entry's change happened, as its process stamped it."""
         stamp = entry.body.get("t")
         return datetime.fromisoformat(stamp) if isinstance(stamp, str) else self.clock()
 
