@@ -13,6 +13,7 @@ CONFIGURATIONS (--configs, comma separated; alternated A B C D A B C D over --ro
     cluster-N   N processes with REDIS_URL (a fresh redis-server per run) and
                 CLUSTER_SHARED_SQLITE=true, all on one DATA_DIR (one SQLite file);
                 cluster-1 is one process on the Redis path
+    bare        one scripts/relay_bare.py --tuned process, no Redis
     bare-redis-N  N processes of scripts/relay_bare.py --tuned sharing rooms through
                 python-socketio's AsyncRedisManager (every emit goes through Redis
                 pub/sub): the framework's own fan-out, without our order, log, merge,
@@ -112,12 +113,14 @@ class Config:
 def parse_config(name: str) -> Config:
     if name == "single":
         return Config(name, 1, False)
+    if name == "bare":
+        return Config(name, 1, False, "bare-tuned")
     for prefix, target in (("cluster-", "app"), ("bare-redis-", "bare-tuned")):
         if name.startswith(prefix) and name[len(prefix) :].isdigit():
             n = int(name[len(prefix) :])
             if n >= 1:
                 return Config(name, n, True, target)
-    raise SystemExit(f"unknown configuration {name!r} (single, cluster-N, bare-redis-N)")
+    raise SystemExit(f"unknown configuration {name!r} (single, cluster-N, bare, bare-redis-N)")
 
 
 @dataclass
@@ -600,7 +603,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--configs",
         default="single,cluster-1,cluster-2,cluster-3",
-        help="comma list of single, cluster-N, bare-redis-N",
+        help="comma list of single, cluster-N, bare, bare-redis-N",
     )
     ap.add_argument("--scenarios", default="a", help="comma list of a, hot (default a)")
     ap.add_argument("--rooms", type=int, default=50, help="scenario a: rooms (default 50)")
