@@ -361,7 +361,7 @@ async def test_a_text_a_socket_already_has_is_never_sent_to_it_again(settings: S
         assert all(answer["ok"] is True for answer in repeated), repeated
         await ann.quiet()
         for client, mark in ((ann, ann_mark), (bob, bob_mark), (cat, cat_mark)):
-            assert names_since(client, mark) == []
+            assert names_since(client, mark) == [], (client.sio.get_sid("/"), client.order[mark:])
 
 
 async def test_request_file_answers_only_the_asker_and_unknown_files_are_empty(

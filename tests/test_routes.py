@@ -16,6 +16,8 @@ from app.config import Settings
 from app.storage.records import DEFAULT_CODE, DEFAULT_LANGUAGE
 from tests.support import Client, RunningServer, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
+
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 SESSION_KEYS = {
     "roomId",

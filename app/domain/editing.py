@@ -195,7 +195,7 @@ class Editing:
         if remote is not None:  # which events it reads, should it come back here
             remote.uses_files = remote.uses_files or bool(body.get("f"))
             remote.uses_code = remote.uses_code or not body.get("f")
-        author = Author(body["s"], body["n"])
+        author = Author(body["s"], body["n"]) if body["s"] is not None else None  # None: REST
         delta = doc.history.last_change()
         self._publish_text(room, doc, None, author, as_file=bool(body.get("f")), delta=delta)
         if language:

@@ -50,6 +50,7 @@ class Arrival:
     member: Member
     repeated: bool  # the socket was already in this room
     resumed: bool = False  # it took the place of a dropped socket of the same person
+    told: asyncio.Task[None] | None = None  # cluster mode: telling the other processes
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ Applier = Callable[[Room, LogEntry], None]
 # Log entries that take a version (the others happen at the version they were appended at).
 VERSIONED = frozenset({"text", "lang", "chat", "file", "upload", "describe", "delete"})
 GRACE_MARGIN_SECONDS = 2.0  # other processes end a remote member's grace after its own
+JOIN_TOLD_SECONDS = 1.0  # a join waits this long at most for the other processes to hear it
 
 
 def entry_after(entry_id: str, other: str) -> bool:
@@ -134,6 +136,8 @@ class Rooms:
         try:
             record = await self.store.load(room_id)
             if record is not None and record.expires_at <= self.clock():
+                if self.log is not None:  # no process opens it again from its log
+                    await self.log.delete(room_id)
                 await self.store.delete(room_id)
                 raise SessionExpired(f"Session {room_id} has expired")
         except StoreError as error:
@@ -281,13 +285,14 @@ class Rooms:
         async with room.lock:
             self.apply(room, entries)
 
-    def replicate(self, room: Room, body: dict[str, Any]) -> None:
+    def replicate(self, room: Room, body: dict[str, Any]) -> asyncio.Task[None] | None:
         """Cluster mode: tell the other processes what already happened here (presence)."""
         if self.log is None:
-            return
+            return None
         task = asyncio.ensure_future(self._replicate(room, body))
         self._replicating.add(task)
         task.add_done_callback(self._replicating.discard)
+        return task
 
     async def _replicate(self, room: Room, body: dict[str, Any]) -> None:
         for delay in (0.0, 0.2, 0.5, 1.0, 2.0, 5.0):
@@ -433,6 +438,10 @@ class Rooms:
             if self._joining.get(sid) is done:
                 del self._joining[sid]
         self._announce_arrival(arrival)
+        if arrival.told is not None:
+            # The others hear of the arrival before it is answered (unless Redis is slow to
+            # answer: then a moment after).
+            await asyncio.wait([arrival.told], timeout=JOIN_TOLD_SECONDS)
         return arrival
 
     def _enter(self, sid: str, room: Room, name: str, user_id: str | None, address: str) -> Arrival:
@@ -460,8 +469,8 @@ class Rooms:
         self._cancel_unload(room.room_id)
         self.writer.changed(room)
         entry = self._join_entry(member, away.sid if away is not None else None)
-        self.replicate(room, {**entry, "t": now.isoformat()})
-        return Arrival(room=room, member=member, repeated=False, resumed=away is not None)
+        told = self.replicate(room, {**entry, "t": now.isoformat()})
+        return Arrival(room, member, repeated=False, resumed=away is not None, told=told)
 
     def now(self, room: Room) -> datetime:
         """The time to stamp a change of the room with: in cluster mode, while a log entry
