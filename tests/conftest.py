@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import RunningServer, fast_settings, running_server, set_cluster_processes
+from tests.support import RunningServer, cluster_of, fast_settings, running_server
 
 
 @pytest.fixture
@@ -28,8 +28,5 @@ def each_mode(request: pytest.FixtureRequest) -> Iterator[int]:
 
     if request.param and REDIS is None:
         pytest.skip("redis-server is not installed")
-    previous = set_cluster_processes(request.param)
-    try:
+    with cluster_of(request.param):
         yield request.param
-    finally:
-        set_cluster_processes(previous)

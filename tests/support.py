@@ -7,8 +7,8 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,14 @@ def cluster_processes() -> int:
     return _mode["processes"]
 
 
-def set_cluster_processes(count: int) -> int:
-    """Make later test servers `count` processes (0: one, alone); the previous count."""
+@contextmanager
+def cluster_of(count: int) -> Iterator[None]:
+    """Test servers made meanwhile are `count` processes (0: one, alone)."""
     previous, _mode["processes"] = _mode["processes"], count
-    return previous
+    try:
+        yield
+    finally:
+        _mode["processes"] = previous
 
 
 class RunningServer:

@@ -32,7 +32,7 @@ from tests.cluster_support import (
 )
 from tests.lag_proxy import LagProxy, lag
 from tests.server_process import ServerProcess
-from tests.support import Client, fast_settings, running_server, set_cluster_processes
+from tests.support import Client, cluster_of, fast_settings, running_server
 
 pytestmark = needs_redis
 ROOM = "CLUSTER"
@@ -384,13 +384,10 @@ async def test_a_redis_restart_refuses_changes_meanwhile_and_loses_nothing_ackno
 
 
 async def test_per_address_request_limits_count_over_the_cluster(tmp_path: Path) -> None:
-    previous = set_cluster_processes(2)
-    try:
+    with cluster_of(2):
         settings = fast_settings(tmp_path, rest_requests_per_minute=4)
         async with running_server(settings) as server:  # each request to the next process
             statuses = [(await server.http("GET", "/api/sessions/NONE"))[0] for _ in range(6)]
-    finally:
-        set_cluster_processes(previous)
     # Alone, each process would have seen 3 requests, under its limit of 4.
     assert statuses == [404, 404, 404, 404, 429, 429]
 
@@ -398,8 +395,7 @@ async def test_per_address_request_limits_count_over_the_cluster(tmp_path: Path)
 async def test_a_room_log_is_trimmed_behind_what_is_stored_and_merges_need(
     tmp_path: Path,
 ) -> None:
-    previous = set_cluster_processes(2)
-    try:
+    with cluster_of(2):
         settings = fast_settings(tmp_path, merge_history_versions=10)
         async with running_server(settings) as server:
             ann, bob = Client(), Client()
@@ -421,8 +417,6 @@ async def test_a_room_log_is_trimmed_behind_what_is_stored_and_merges_need(
             assert (await session(server.urls[1]))["code"] == text
             await ann.close()
             await bob.close()
-    finally:
-        set_cluster_processes(previous)
 
 
 async def rest(url: str, method: str, path: str) -> tuple[int, Any]:
@@ -433,8 +427,7 @@ async def rest(url: str, method: str, path: str) -> tuple[int, Any]:
 async def test_a_session_deleted_on_one_process_is_gone_from_every_process_and_the_store(
     tmp_path: Path,
 ) -> None:
-    previous = set_cluster_processes(2)
-    try:
+    with cluster_of(2):
         settings = fast_settings(tmp_path, save_debounce_seconds=0.3)
         async with running_server(settings) as server:
             ann, bob = Client(), Client()
@@ -470,13 +463,10 @@ async def test_a_session_deleted_on_one_process_is_gone_from_every_process_and_t
             assert status == 200 and body["session"]["code"] == "// Start coding here...\n"
             await ann.close()
             await bob.close()
-    finally:
-        set_cluster_processes(previous)
 
 
 async def test_a_room_live_on_another_process_is_read_as_it_is_now(tmp_path: Path) -> None:
-    previous = set_cluster_processes(2)
-    try:
+    with cluster_of(2):
         # Nothing is stored before a minute of quiet: only the room's log knows the text.
         settings = fast_settings(tmp_path, save_debounce_seconds=60, save_max_delay_seconds=60)
         async with running_server(settings) as server:
@@ -490,8 +480,6 @@ async def test_a_room_live_on_another_process_is_read_as_it_is_now(tmp_path: Pat
             status, files = await rest(server.urls[1], "GET", f"/api/sessions/{ROOM}/files")
             assert status == 200, files
             await ann.close()
-    finally:
-        set_cluster_processes(previous)
 
 
 async def test_a_meeting_spans_processes_and_a_dead_process_s_members_leave_it(
