@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from app.domain.errors import ClusterUnavailable
 from app.domain.ports import Appended, LogEntry
+from app.domain.rooms import entry_after
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,7 @@ class RedisRoomLog:
                 entries = [_entry(entry_id, fields) for entry_id, fields in raw]
                 if room_id not in self._following or not entries:
                     continue
-                if _after(entries[-1].id, self._following[room_id]):
+                if entry_after(entries[-1].id, self._following[room_id]):
                     self._following[room_id] = entries[-1].id
                 assert self._deliver is not None
                 try:
@@ -281,13 +282,6 @@ class RedisRoomLog:
         self.available = False
         log.warning("room log unavailable: %s", error)
         return ClusterUnavailable("The cluster's room log (Redis) is unavailable; try again")
-
-
-def _after(entry_id: str, other: str) -> bool:
-    """Whether stream id `entry_id` comes after `other`."""
-    ms, _, seq = entry_id.partition("-")
-    other_ms, _, other_seq = other.partition("-")
-    return (int(ms), int(seq or 0)) > (int(other_ms), int(other_seq or 0))
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -105,7 +105,7 @@ class Rooms:
             "born": lambda room, entry: None,  # the log's first entry (see _first_entry)
             "deleted": lambda room, entry: self.drop(room),
         }
-        self._replicating: set[asyncio.Task[None]] = set()
+        self._background_tasks: set[asyncio.Task[None]] = set()
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
         self.writer = writer
         self.settings = settings
@@ -227,8 +227,7 @@ class Rooms:
         log_ = self.log
         if log_ is None:
             return True
-        stamp = body.get("t")
-        now = datetime.fromisoformat(stamp) if isinstance(stamp, str) else self.clock()
+        now = self._stamp(body)
         body = {**body, "t": now.isoformat()}
         appended = await log_.append(
             room.room_id,
@@ -260,7 +259,7 @@ class Rooms:
                     room.room_id, entry.id, entry.version, room.version,
                 )  # fmt: skip
             self._first_entry(room, entry.id)
-            room.stamp = self._stamp(entry)
+            room.stamp = self._stamp(entry.body)
             applier = self.appliers.get(str(entry.body.get("k")))
             if applier is None:
                 log.error("room %s: unknown log entry %r", room.room_id, entry.body.get("k"))
@@ -289,9 +288,13 @@ class Rooms:
         """Cluster mode: tell the other processes what already happened here (presence)."""
         if self.log is None:
             return None
-        task = asyncio.ensure_future(self._replicate(room, body))
-        self._replicating.add(task)
-        task.add_done_callback(self._replicating.discard)
+        return self._background(self._replicate(room, body))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `work` on its own, kept referenced until it ends."""
+        task = asyncio.ensure_future(work)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
         return task
 
     async def _replicate(self, room: Room, body: dict[str, Any]) -> None:
@@ -477,9 +480,9 @@ class Rooms:
         is applied, the time its process stamped it."""
         return room.stamp or self.clock()
 
-    def _stamp(self, entry: LogEntry) -> datetime:
-        """When a log entry's change happened, as its process stamped it."""
-        stamp = entry.body.get("t")
+    def _stamp(self, body: dict[str, Any]) -> datetime:
+        """When a log entry's change happened, as its process stamped it (none yet: now)."""
+        stamp = body.get("t")
         return datetime.fromisoformat(stamp) if isinstance(stamp, str) else self.clock()
 
     @staticmethod
@@ -669,9 +672,7 @@ class Rooms:
         del self.rooms[room_id]
         if self.log is not None:
             self.log.close(room_id)
-            task = asyncio.ensure_future(self.writer.release(room_id))
-            self._replicating.add(task)
-            task.add_done_callback(self._replicating.discard)
+            self._background(self.writer.release(room_id))
 
     def close(self) -> None:
         """Stop every timer; away members leave now (their rooms then write at once)."""
@@ -740,10 +741,7 @@ class Rooms:
                 self._cancel(self._grace_timers, sid)
         if self.log is not None:
             self.log.close(room_id)
-        task = asyncio.ensure_future(self.writer.drop(room_id))
-        self._replicating.add(task)
-        task.add_done_callback(self._replicating.discard)
-        return room, task
+        return room, self._background(self.writer.drop(room_id))
 
     def reattach(self, room: Room) -> None:
         """Put back a room whose deletion failed: nothing is lost."""
