@@ -94,10 +94,33 @@ class RunningServer:
     def writer(self) -> DebouncedWriter:
         return self.app[WRITER_KEY]
 
-    async def http(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    def every_rooms(self) -> list[Rooms]:
+        """Each process's rooms (one process: a list of one)."""
+        return [app[ROOMS_KEY] for app in self.apps]
+
+    def room_of(self, sid: str) -> str | None:
+        """The room a socket is in, whatever process serves it."""
+        for rooms in self.every_rooms():
+            if sid in rooms.room_of:
+                return rooms.room_of[sid]
+        return None
+
+    async def flush(self, room_id: str, within: float = WAIT) -> bool:
+        """Wait until the store holds what every process has applied to the room."""
+        for app in self.apps:
+            room = app[ROOMS_KEY].rooms.get(room_id)
+            if room is not None and not await app[WRITER_KEY].flush(room, within=within):
+                return False
+        return True
+
+    async def http(
+        self, method: str, path: str, *, process: int | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """A request to the server (cluster mode: to `process`, else to the next in turn)."""
+        base = self.url if process is None else self.urls[process]
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, self.url + path, **kwargs) as response,
+            session.request(method, base + path, **kwargs) as response,
         ):
             if response.content_type == "application/json":
                 return response.status, await response.json()

@@ -261,7 +261,8 @@ async def test_code_state_reaches_only_its_target(
         await join_all([ann, cat, bob], ["Ann", "Cat", "Bob"])
         ann_mark, cat_mark = marks(ann, cat)
 
-        answer = await ann.call(
+        # Cat answers (in cluster mode Cat and Bob are on different processes).
+        answer = await cat.call(
             "sendCodeState",
             {"roomId": ROOM, "code": "print(1)", "language": "python", "targetUserId": sid(bob)},
         )

@@ -32,7 +32,7 @@ import pytest_asyncio
 from app.config import Settings
 from app.main import STORE_KEY
 from app.storage import SessionStore
-from tests.support import Client, RunningServer, fast_settings, running_server
+from tests.support import Client, RunningServer, cluster_of, fast_settings, running_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -103,26 +103,42 @@ def socket_id(client: Client) -> str:
     return str(client.sio.get_sid("/"))
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+@pytest_asyncio.fixture(
+    scope="module", loop_scope="module", params=[0, 2], ids=["one-process", "cluster-of-2"]
+)
+async def env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Env]:
+    """The module's server: one process, then two in cluster mode (the member and the healthy
+    client on different processes, each sender on the next in turn)."""
+    from tests.cluster_support import REDIS
+
+    if request.param and REDIS is None:
+        pytest.skip("redis-server is not installed")
     settings = fast_settings(tmp_path_factory.mktemp("validation"), **LAX)
-    async with running_server(settings) as server:
-        member, healthy = Client(), Client()
-        try:
-            await member.connect(server.url)
-            await healthy.connect(server.url)
-            assert (await member.join(ROOM, "Member", "user-member"))["ok"] is True
-            assert (await healthy.join(HEALTHY_ROOM, "Healthy", "user-healthy"))["ok"] is True
-            status, body = await server.http(
-                "POST",
-                "/api/sessions/create",
-                json={"roomId": REST_ROOM, "creatorName": "Rita", "creatorUserId": "user-rest"},
-            )
-            assert status == 201, body
-            yield Env(server, settings, member, healthy)
-        finally:
-            await member.close()
-            await healthy.close()
+    with cluster_of(request.param):
+        async with running_server(settings) as server:
+            async for made in _env(server, settings):
+                yield made
+
+
+async def _env(server: RunningServer, settings: Settings) -> AsyncIterator[Env]:
+    member, healthy = Client(), Client()
+    try:
+        await member.connect(server.url)
+        await healthy.connect(server.url)
+        assert (await member.join(ROOM, "Member", "user-member"))["ok"] is True
+        assert (await healthy.join(HEALTHY_ROOM, "Healthy", "user-healthy"))["ok"] is True
+        status, body = await server.http(
+            "POST",
+            "/api/sessions/create",
+            json={"roomId": REST_ROOM, "creatorName": "Rita", "creatorUserId": "user-rest"},
+        )
+        assert status == 201, body
+        yield Env(server, settings, member, healthy)
+    finally:
+        await member.close()
+        await healthy.close()
 
 
 async def wait_for(client: Client, event: str, matches: Callable[[Any], bool]) -> Any:
@@ -148,7 +164,7 @@ async def sender(env: Env) -> AsyncIterator[Client]:
     try:
         yield client
     finally:
-        in_room = env.server.rooms.room_of.get(me) == ROOM
+        in_room = env.server.room_of(me) == ROOM
         await client.close()
         if in_room:
             await wait_for(env.member, "userLeft", lambda data: data["userId"] == me)
@@ -211,21 +227,21 @@ def events_between(client: Client, start: int, end: int) -> list[tuple[str, Any]
 
 
 async def state(env: Env) -> dict[str, Any]:
-    """What a refused input must not change: live rooms, memberships, sessions as GET reads
-    them, and the stored records."""
-    rooms = env.server.rooms
+    """What a refused input must not change: live rooms and memberships on every process,
+    sessions as GET reads them from every process, and the stored records."""
     sessions = {}
     stored = {}
+    for process in range(len(env.server.urls)):
+        for room_id in (ROOM, HEALTHY_ROOM, REST_ROOM):
+            path = f"/api/sessions/{room_id}"
+            sessions[process, room_id] = await env.server.http("GET", path, process=process)
     for room_id in (ROOM, HEALTHY_ROOM, REST_ROOM):
-        sessions[room_id] = await env.server.http("GET", f"/api/sessions/{room_id}")
-    for room_id in (ROOM, HEALTHY_ROOM, REST_ROOM):
-        live = rooms.rooms.get(room_id)
-        if live is not None:
-            assert await env.server.writer.flush(live, within=5)
+        assert await env.server.flush(room_id)
         stored[room_id] = await env.store.load(room_id)
+    every = env.server.every_rooms()
     return {
-        "live": sorted(rooms.rooms),
-        "members": dict(rooms.room_of),
+        "live": [sorted(rooms.rooms) for rooms in every],
+        "members": [dict(rooms.room_of) for rooms in every],
         "sessions": sessions,
         "stored": stored,
     }
@@ -565,8 +581,7 @@ async def test_leaving_a_room_the_sender_is_not_in_changes_nothing(
 
 
 async def stored(env: Env, room_id: str = ROOM) -> Any:
-    room = env.server.rooms.rooms[room_id]
-    assert await env.server.writer.flush(room, within=5)
+    assert await env.server.flush(room_id)
     return await env.store.load(room_id)
 
 
@@ -600,6 +615,7 @@ async def check_chat_accepted(env: Env, sender: Client, text: str, *, as_object:
     assert received["message"]["message"] == text
     listed = {m["id"]: m for m in (await session(env))["messages"]}
     assert listed[answer["id"]]["message"] == text
+    assert await env.server.flush(ROOM)  # cluster mode: stored by the room's writer
     saved = await env.store.list_messages(ROOM, before=answer["version"] + 1, limit=1)
     assert [m.message for m in saved] == [text]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from app.config import Settings
 from app.domain.deltas import op_to_changes
-from app.domain.errors import BaseTooOld, StoreUnavailable
+from app.domain.errors import BaseTooOld, NotInRoom, StoreUnavailable
 from app.domain.ot import Op, diff, op_from_json, op_to_json
 from app.domain.ports import LogEntry, Notifier
 from app.domain.room import Document, Member, Room
@@ -100,6 +100,7 @@ class Editing:
                 "wb": self._apply_whiteboard,
                 "people": self._apply_participants,
                 "saved": self._apply_saved,
+                "state": self._apply_state,
             }
         )
 
@@ -411,6 +412,26 @@ class Editing:
         if room.size() > 1:  # anyone else, on any process
             self.send_code_state(room, member)
         self.notifier.relay(room_id, "codeStateRequest", {"requesterId": sid}, skip=sid)
+
+    async def answer_code_state(self, sid: str, room_id: str, target_sid: str) -> None:
+        """A peer answers a joiner's request: the joiner is sent the room's own text, not the
+        peer's (the room is the authority; the peer's editor may show another file, or be
+        behind). In cluster mode a target on another process is sent it by its own process,
+        which knows what its editor shows, in the order of the room's log."""
+        room, _ = await self.rooms.member(sid, room_id)
+        target = room.members.get(target_sid)
+        if target is not None:
+            self.send_code_state(room, target)
+            return
+        if target_sid not in room.remote:
+            raise NotInRoom("targetUserId is not a socket in your room")
+        async with room.lock:
+            await self.rooms.order(room, {"k": "state", "to": target_sid}, versioned=False)
+
+    def _apply_state(self, room: Room, entry: LogEntry) -> None:
+        member = room.members.get(entry.body["to"])
+        if member is not None:
+            self.send_code_state(room, member)
 
     def send_code_state(self, room: Room, member: Member) -> None:
         """`receiveCodeState` with the room's text, unless the socket shows it already."""

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing, Upload
-from app.domain.errors import DomainError, NotInRoom
+from app.domain.errors import DomainError
 from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
 from app.storage.records import MAIN_FILE_ID
@@ -212,13 +212,7 @@ class SocketEvents:
         return {"ok": True}
 
     async def on_send_code_state(self, sid: str, p: m.SendCodeState) -> Json:
-        room, _ = await self.rooms.member(sid, p.roomId)
-        target = room.members.get(p.targetUserId)
-        if target is None:
-            raise NotInRoom("targetUserId is not a socket in your room")
-        # The room's own text, not the peer's: it is the authority (and the peer's editor may
-        # show another file, or be behind).
-        self.editing.send_code_state(room, target)
+        await self.editing.answer_code_state(sid, p.roomId, p.targetUserId)
         return {"ok": True}
 
     async def on_code_change(self, sid: str, p: m.CodeChange) -> Json:
