@@ -23,6 +23,7 @@ from app.cluster.lease import Heartbeat, RedisLease
 from app.cluster.log import RedisRoomLog
 from app.cluster.notifier import ClusterNotifier
 from app.cluster.roster import RedisRoster
+from app.cluster.sockets import RedisOpenSockets
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing
@@ -82,13 +83,14 @@ def shared_windows(settings: Settings) -> Storage | None:
     )
 
 
-def create_guard(settings: Settings) -> ConnectionGuard:
+def create_guard(settings: Settings, cluster: Cluster | None) -> ConnectionGuard:
     return ConnectionGuard(
         AddressLimits(
             max_connections=settings.max_connections_per_address,
             connections_per_minute=settings.new_connections_per_minute,
             requests_per_minute=settings.rest_requests_per_minute,
             storage=shared_windows(settings),
+            shared=cluster.sockets if cluster is not None else None,
         ),
         TrustedProxies(settings.trusted_proxies),
         {family: Rate(*rate) for family, rate in settings.event_rates().items()},
@@ -106,9 +108,14 @@ class Cluster:
     notifier: ClusterNotifier
     lease: RedisLease
     roster: RedisRoster
+    sockets: RedisOpenSockets
     heartbeat: Heartbeat | None = None
 
-    async def start(self, rooms: Rooms, meetings: Meetings) -> None:
+    async def start(self, rooms: Rooms, meetings: Meetings, limits: AddressLimits) -> None:
+        async def tick() -> None:
+            await meetings.sweep()
+            await self.sockets.refresh(limits.open)
+
         self.heartbeat = Heartbeat(
             self.client,
             self.log.process,
@@ -116,7 +123,7 @@ class Cluster:
             every=rooms.settings.cluster_process_lease_seconds / 3,
             peers=rooms.remote_processes,
             gone=rooms.process_gone,
-            tick=meetings.sweep,
+            tick=tick,
         )
         with contextlib.suppress(RedisError):
             await self.heartbeat.beat()
@@ -129,6 +136,8 @@ class Cluster:
             await self.heartbeat.stop()
         await self.log.stop()
         await self.notifier.stop()
+        with contextlib.suppress(RedisError):
+            await self.sockets.forget()
         await self.client.aclose()
 
 
@@ -163,6 +172,7 @@ def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | N
         notifier=ClusterNotifier(manager, client, process),
         lease=RedisLease(client, process, settings.cluster_writer_lease_seconds),
         roster=RedisRoster(client, process),
+        sockets=RedisOpenSockets(client, process),
     )
 
 
@@ -173,7 +183,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     sio = create_socketio(settings, manager)
     cluster = create_cluster(settings, manager)
     notifier = cluster.notifier if cluster is not None else SocketNotifier(manager)
-    guard = create_guard(settings)
+    guard = create_guard(settings, cluster)
     app = web.Application(
         client_max_size=settings.max_http_body_bytes,
         middlewares=[
@@ -217,7 +227,8 @@ def _lifecycle(settings: Settings) -> Any:
         await store.open()
         cluster = app.get(CLUSTER_KEY)
         if cluster is not None:
-            await cluster.start(app[ROOMS_KEY], app[EVENTS_KEY].meetings)
+            events = app[EVENTS_KEY]
+            await cluster.start(app[ROOMS_KEY], events.meetings, events.guard.limits)
         purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
         yield
         # Shutdown, in order: sockets were closed by on_shutdown (which made every room write

@@ -447,6 +447,7 @@ async def connect_eventually(url: str, within: float = 3.0) -> Client:
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.usefixtures("each_mode")
 async def test_concurrent_sockets_per_address_are_limited(tmp_path: Path) -> None:
     async with serving(tmp_path, max_connections_per_address=3) as (server, _):
         clients = [await connect(server.url) for _ in range(3)]
@@ -461,6 +462,7 @@ async def test_concurrent_sockets_per_address_are_limited(tmp_path: Path) -> Non
                 await client.close()
 
 
+@pytest.mark.usefixtures("each_mode")
 async def test_new_sockets_per_minute_per_address_are_limited(tmp_path: Path) -> None:
     async with serving(tmp_path, new_connections_per_minute=4) as (server, _):
         for _ in range(4):
@@ -481,6 +483,7 @@ async def rest(
         return response.status, dict(response.headers), parsed
 
 
+@pytest.mark.usefixtures("each_mode")
 async def test_rest_requests_per_minute_answer_429_with_retry_after(tmp_path: Path) -> None:
     async with serving(tmp_path, rest_requests_per_minute=5) as (server, _):
         for _ in range(5):
@@ -503,6 +506,7 @@ async def test_rest_requests_per_minute_answer_429_with_retry_after(tmp_path: Pa
                 assert status == 200, (path, body)
 
 
+@pytest.mark.usefixtures("each_mode")
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted-proxy", "untrusted-peer"])
 async def test_forwarded_for_is_believed_only_from_trusted_proxies(
     tmp_path: Path, trusted: bool
@@ -522,6 +526,7 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(
         assert (await rest(server, "GET", "/api/sessions/user/u", spoofed))[0] == 429
 
 
+@pytest.mark.usefixtures("each_mode")
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted-proxy", "untrusted-peer"])
 async def test_forwarded_for_applies_to_socket_limits_only_from_trusted_proxies(
     tmp_path: Path, trusted: bool

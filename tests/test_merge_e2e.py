@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.support import Client, RunningServer, clients
 
+pytestmark = pytest.mark.usefixtures("each_mode")
 ROOM = "MERGE01"
 BASE = "alpha\nbeta\ngamma\n"
 

@@ -126,6 +126,17 @@ class WriterLease(Protocol):
         """Give the lease up (this process no longer has the room)."""
 
 
+class OpenSockets(Protocol):
+    """Cluster mode: the sockets open from each client address, over every process."""
+
+    async def claim(self, address: str, limit: int) -> bool:
+        """Count one more socket from `address`, unless `limit` are open already; whether it
+        was counted. Raises ClusterUnavailable."""
+
+    async def release(self, address: str) -> None:
+        """One socket from `address` closed. Raises ClusterUnavailable."""
+
+
 class Roster(Protocol):
     """Who is in each meeting of the meeting page, in the order they joined (cluster mode:
     over every process)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ipaddress
 import logging
@@ -14,6 +15,9 @@ from aiolimiter import AsyncLimiter
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+
+from app.domain.errors import ClusterUnavailable
+from app.domain.ports import OpenSockets
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +108,15 @@ class AddressLimits:
         connections_per_minute: int,
         requests_per_minute: int,
         storage: Storage | None = None,
+        shared: OpenSockets | None = None,
     ) -> None:
-        self.max_connections = max_connections  # per process
+        self.max_connections = max_connections
         self.connection_rate = RateLimitItemPerMinute(connections_per_minute)
         self.request_rate = RateLimitItemPerMinute(requests_per_minute)
         # The windows: in memory, or shared by every process of a cluster (Redis).
         self.windows = MovingWindowRateLimiter(storage or MemoryStorage())
-        self.open: dict[str, int] = {}
+        self.open: dict[str, int] = {}  # this process's sockets per address
+        self.shared = shared  # cluster mode: every process's
 
     async def _hit(self, rate: RateLimitItem, kind: str, address: str) -> bool:
         try:
@@ -121,19 +127,30 @@ class AddressLimits:
 
     async def connect(self, address: str) -> str | None:
         """Count a new socket; None when allowed, else why not."""
+        too_many = f"more than {self.max_connections} connections from one address"
         if self.open.get(address, 0) >= self.max_connections:
-            return f"more than {self.max_connections} connections from one address"
+            return too_many
         if not await self._hit(self.connection_rate, "connect", address):
             return "too many new connections from one address; retry in a minute"
+        if self.shared is not None:
+            try:
+                if not await self.shared.claim(address, self.max_connections):
+                    return too_many
+            except ClusterUnavailable as error:  # nobody is refused for it
+                log.warning("address limits: the cluster's counts are unavailable (%s)", error)
         self.open[address] = self.open.get(address, 0) + 1
         return None
 
-    def disconnect(self, address: str) -> None:
+    async def disconnect(self, address: str) -> None:
         left = self.open.get(address, 0) - 1
         if left > 0:
             self.open[address] = left
         else:
             self.open.pop(address, None)
+        if self.shared is not None:
+            # Unavailable: the next heartbeat writes this process's counts whole.
+            with contextlib.suppress(ClusterUnavailable):
+                await self.shared.release(address)
 
     async def request(self, address: str) -> float | None:
         """Count a REST request; None when allowed, else seconds until one is allowed."""

@@ -168,10 +168,10 @@ class SocketEvents:
         self.round_trips.pop(sid, None)
         self.notifier.manager.forget(sid)
         address = self.addresses.pop(sid, None)
-        if address is not None:
-            self.guard.limits.disconnect(address)
         self.rooms.disconnect(sid, temporary=reason in TEMPORARY_REASONS)
         await self.meetings.leave(sid)
+        if address is not None:
+            await self.guard.limits.disconnect(address)
 
     # -- the room --------------------------------------------------------------------------
 
