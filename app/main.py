@@ -22,7 +22,7 @@ from app.clock import utc_now
 from app.cluster.lease import Heartbeat, RedisLease
 from app.cluster.log import RedisRoomLog
 from app.cluster.notifier import ClusterNotifier
-from app.cluster.roster import RedisRoster
+from app.cluster.roster import PLACES_PREFIX, RedisRoster
 from app.cluster.sockets import RedisOpenSockets
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
@@ -108,6 +108,7 @@ class Cluster:
     notifier: ClusterNotifier
     lease: RedisLease
     roster: RedisRoster
+    places: RedisRoster
     sockets: RedisOpenSockets
     heartbeat: Heartbeat | None = None
 
@@ -172,6 +173,7 @@ def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | N
         notifier=ClusterNotifier(manager, client, process),
         lease=RedisLease(client, process, settings.cluster_writer_lease_seconds),
         roster=RedisRoster(client, process),
+        places=RedisRoster(client, process, PLACES_PREFIX),
         sockets=RedisOpenSockets(client, process),
     )
 
@@ -204,7 +206,14 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         log=cluster.log if cluster is not None else None,
         keep_versions=settings.merge_history_versions,
     )
-    rooms = Rooms(store, writer, settings, notifier, log=cluster.log if cluster else None)
+    rooms = Rooms(
+        store,
+        writer,
+        settings,
+        notifier,
+        log=cluster.log if cluster else None,
+        places=cluster.places if cluster else None,
+    )
     editing = Editing(rooms, notifier, settings)
     events = SocketEvents(
         sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),

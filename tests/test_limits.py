@@ -544,6 +544,7 @@ async def test_forwarded_for_applies_to_socket_limits_only_from_trusted_proxies(
 # -- room size -----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_mode")
 async def test_a_full_room_refuses_the_next_join_and_its_members_hear_nothing(
     tmp_path: Path,
 ) -> None:
@@ -569,12 +570,32 @@ async def test_a_full_room_refuses_the_next_join_and_its_members_hear_nothing(
         status, body = await server.http("GET", f"/api/sessions/{ROOM}")
         assert status == 200
         assert [p["name"] for p in body["session"]["participants"]] == ["M0", "M1", "M2"]
-        assert socket_id(late) not in server.rooms.room_of
+        assert server.room_of(socket_id(late)) is None
         # The refused socket is still usable, and joins once a place is free.
         assert (await late.join(OTHER_ROOM, "Late", "user-late"))["ok"]
         await members[2].close()
         await members[0].next("userLeft")
         assert (await late.join(ROOM, "Late", "user-late"))["ok"]
+
+
+@pytest.mark.usefixtures("each_mode")
+async def test_the_last_places_of_a_room_go_to_as_many_joiners_at_once(tmp_path: Path) -> None:
+    """Many join at the same moment (cluster mode: on both processes): exactly the room's
+    size get in, the others are told room_full, and everyone present sees the same list."""
+    async with serving(tmp_path, 8, max_clients_per_room=3) as (_, clients):
+        answers = await asyncio.gather(
+            *(
+                client.join(ROOM, f"J{index}", f"user-j{index}")
+                for index, client in enumerate(clients)
+            )
+        )
+        admitted = [c for c, answer in zip(clients, answers, strict=True) if answer["ok"]]
+        refused = [answer["error"]["code"] for answer in answers if not answer["ok"]]
+        assert len(admitted) == 3 and refused == ["room_full"] * 5, answers
+        expected = sorted(socket_id(client) for client in admitted)
+        for client in admitted:
+            users = await wait_for(client, "roomUsers", lambda d: len(d) == 3)
+            assert sorted(user["id"] for user in users) == expected
 
 
 # -- CORS ----------------------------------------------------------------------------------------

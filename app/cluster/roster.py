@@ -15,6 +15,7 @@ from app.cluster.lease import PROCESS_PREFIX
 from app.domain.errors import ClusterUnavailable
 
 PREFIX = "cc:meeting:"
+PLACES_PREFIX = "cc:places:"  # the editor rooms' present sockets
 KEPT_SECONDS = 86_400  # a meeting nobody joined for a day is forgotten
 
 # KEYS: the set, its counter. ARGV: member, limit, seconds kept.
@@ -66,9 +67,10 @@ def _sid(member: Any) -> str:
 class RedisRoster:
     """The Roster of cluster mode."""
 
-    def __init__(self, client: redis.Redis, process: str) -> None:
+    def __init__(self, client: redis.Redis, process: str, prefix: str = PREFIX) -> None:
         self.client = client
         self.process = process
+        self.prefix = prefix  # one roster per use: the meetings, the editor rooms' places
         self._join = client.register_script(JOIN)
         self._sweep = client.register_script(SWEEP)
 
@@ -76,7 +78,7 @@ class RedisRoster:
         return f"{sid}@{self.process}"
 
     async def join(self, meeting: str, sid: str, limit: int) -> list[str] | None:
-        keys = [PREFIX + meeting, f"{PREFIX}{meeting}:n"]
+        keys = [self.prefix + meeting, f"{self.prefix}{meeting}:n"]
         try:
             members = await self._join(keys=keys, args=[self._member(sid), limit, KEPT_SECONDS])
         except RedisError as error:
@@ -85,13 +87,13 @@ class RedisRoster:
 
     async def leave(self, meeting: str, sid: str) -> None:
         try:
-            await self.client.zrem(PREFIX + meeting, self._member(sid))
+            await self.client.zrem(self.prefix + meeting, self._member(sid))
         except RedisError as error:
             raise _unavailable(error) from error
 
     async def members(self, meeting: str) -> list[str]:
         try:
-            members: list[Any] = await self.client.zrange(PREFIX + meeting, 0, -1)
+            members: list[Any] = await self.client.zrange(self.prefix + meeting, 0, -1)
         except RedisError as error:
             raise _unavailable(error) from error
         return [_sid(m) for m in members]
@@ -99,7 +101,7 @@ class RedisRoster:
     async def sweep(self, meeting: str, mine: set[str]) -> list[str]:
         args = [PROCESS_PREFIX, self.process, *sorted(mine)]
         try:
-            gone: list[Any] = await self._sweep(keys=[PREFIX + meeting], args=args)
+            gone: list[Any] = await self._sweep(keys=[self.prefix + meeting], args=args)
         except RedisError as error:
             raise _unavailable(error) from error
         return [g.decode() if isinstance(g, bytes) else str(g) for g in gone]

@@ -10,6 +10,7 @@ drop never shows a departure and an arrival.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -27,7 +28,7 @@ from app.domain.errors import (
     SessionNotFound,
     StoreUnavailable,
 )
-from app.domain.ports import LogEntry, Notifier, RoomLog
+from app.domain.ports import LogEntry, Notifier, RoomLog, Roster
 from app.domain.room import Member, Room
 from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError
@@ -71,6 +72,7 @@ Applier = Callable[[Room, LogEntry], None]
 VERSIONED = frozenset({"text", "lang", "chat", "file", "upload", "describe", "delete"})
 GRACE_MARGIN_SECONDS = 2.0  # other processes end a remote member's grace after its own
 JOIN_TOLD_SECONDS = 1.0  # a join waits this long at most for the other processes to hear it
+RESUMED_PLACES = 1_000_000  # a person back from a drop is let in even to a full room
 
 
 def entry_after(entry_id: str, other: str) -> bool:
@@ -92,9 +94,13 @@ class Rooms:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         log: RoomLog | None = None,
+        places: Roster | None = None,
     ) -> None:
         self.store = store
         self.log = log  # cluster mode: where each room's order is decided
+        self.places = places  # cluster mode: each room's present sockets, over every process
+        self._claiming: set[str] = set()  # sockets taking a place now
+        self._vacated: set[str] = set()  # sockets whose place was given back before they left
         # What a log entry of each kind does to this process's copy of its room.
         self.appliers: dict[str, Applier] = {
             "join": self._apply_join,
@@ -434,6 +440,8 @@ class Rooms:
         self._joining[sid] = done
         try:
             room = await self.open(room_id, create=True)
+            if self.places is not None and sid not in room.members:
+                await self._take_place(room, Member(sid, name, user_id, self.clock(), address))
             arrival = self._enter(sid, room, name, user_id, address)
             arrival.member.round_trip = round_trip
         finally:
@@ -447,6 +455,50 @@ class Rooms:
             await asyncio.wait([arrival.told], timeout=JOIN_TOLD_SECONDS)
         return arrival
 
+    async def _take_place(self, room: Room, joiner: Member) -> None:
+        """Cluster mode: a place in the room, counted over every process in one script (each
+        process's own view learns of joins and departures elsewhere a moment late). Places
+        of processes that died, or that a process could not give back, are swept when the
+        room seems full. The same person back from a drop takes its place again."""
+        assert self.places is not None
+        limit = self.settings.max_clients_per_room
+        if room.away_member(joiner.identity) is not None:
+            limit = RESUMED_PLACES
+        self._claiming.add(joiner.sid)
+        try:
+            if await self.places.join(room.room_id, joiner.sid, limit) is not None:
+                return
+            # Not swept: this process's members, and its joiners whose place is taken but
+            # whose answer has not been read yet.
+            mine = {*room.members, *self._claiming}
+            swept = await self.places.sweep(room.room_id, mine)
+            if not swept or await self.places.join(room.room_id, joiner.sid, limit) is None:
+                full = self.settings.max_clients_per_room
+                raise RoomFull(f"Room {room.room_id} is full ({full} clients)")
+        finally:
+            self._claiming.discard(joiner.sid)
+
+    async def vacate(self, sid: str) -> None:
+        """Cluster mode: the socket is about to leave its room (or drop): its place is given
+        back first, so that whoever hears of the departure finds the place free."""
+        room_id = self.room_of.get(sid)
+        if self.places is None or room_id is None or sid not in self.rooms[room_id].members:
+            return
+        self._vacated.add(sid)
+        await self._give_place_back(self.places, room_id, sid)
+
+    def _give_place(self, room_id: str, sid: str) -> None:
+        """Cluster mode: a socket of this process is no longer present in the room."""
+        if sid in self._vacated:
+            self._vacated.discard(sid)
+        elif self.places is not None:
+            self._background(self._give_place_back(self.places, room_id, sid))
+
+    @staticmethod
+    async def _give_place_back(places: Roster, room_id: str, sid: str) -> None:
+        with contextlib.suppress(ClusterUnavailable):  # the next sweep takes it out
+            await places.leave(room_id, sid)
+
     def _enter(self, sid: str, room: Room, name: str, user_id: str | None, address: str) -> Arrival:
         current = room.members.get(sid)
         if current is not None:
@@ -455,7 +507,8 @@ class Rooms:
             return Arrival(room=room, member=current, repeated=True)
         identity = Member(sid, name, user_id, self.clock(), address).identity
         away = room.away_member(identity)
-        if away is None and room.size() >= self.settings.max_clients_per_room:
+        full = room.size() >= self.settings.max_clients_per_room
+        if away is None and full and self.places is None:  # cluster mode: _take_place
             raise RoomFull(
                 f"Room {room.room_id} is full ({self.settings.max_clients_per_room} clients)"
             )
@@ -542,6 +595,8 @@ class Rooms:
         member = room.remove_member(sid, now)
         if member is None:
             return
+        if present:
+            self._give_place(room.room_id, sid)
         self.notifier.leave(sid, room.room_id)
         self._left(room)
         self.replicate(room, {"k": "leave", "sid": sid, "reason": reason, "t": now.isoformat()})
@@ -561,6 +616,7 @@ class Rooms:
         room, member = found
         if sid in room.call:
             self._start_call_timer(room, sid, member.name)
+        self._give_place(room.room_id, sid)
         if room.present_twin(member) is not None:
             self._forget_away(room, member)  # its reload already joined: no departure at all
             self.replicate(room, {"k": "leave", "sid": sid, "quiet": True})

@@ -168,6 +168,7 @@ class SocketEvents:
         self.round_trips.pop(sid, None)
         self.notifier.manager.forget(sid)
         address = self.addresses.pop(sid, None)
+        await self.rooms.vacate(sid)
         self.rooms.disconnect(sid, temporary=reason in TEMPORARY_REASONS)
         await self.meetings.leave(sid)
         if address is not None:
@@ -204,6 +205,7 @@ class SocketEvents:
     async def on_leave_room(self, sid: str, p: m.RoomEvent) -> Json:
         # Leaving a room one is not in changes nothing (the socket stays where it is).
         if self.rooms.room_of.get(sid) == p.roomId:
+            await self.rooms.vacate(sid)
             self.rooms.leave(sid)
         return {"ok": True}
 
