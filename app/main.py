@@ -36,7 +36,7 @@ from app.transport.broadcast import BroadcastManager, direct_websocket
 from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.transport.http.routes import SessionRoutes
 from app.transport.notifier import SocketNotifier
-from app.transport.polling import whole_bodies
+from app.transport.polling import answer_polls_on_close, whole_bodies
 from app.transport.sockets import SocketEvents
 from app.wire.packets import OrjsonPackets
 
@@ -65,6 +65,7 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     if not settings.websocket_compression:
         drivers["websocket"] = direct_websocket(manager, settings.max_message_bytes)
     sio.eio._async = drivers
+    answer_polls_on_close(sio.eio)
     return sio
 
 

@@ -32,6 +32,8 @@ from app.wire.inbound import TextEdit
 from tests.fakes import FlakyStore
 from tests.support import WAIT, Client, RunningServer, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")
+
 ROOM = "KEYS01"
 LAG = (0.025, 0.075)  # seconds each packet takes, each way
 THINK = (0.005, 0.03)  # seconds between one typist's keystrokes

@@ -17,6 +17,8 @@ import pytest
 from app.storage.records import MAIN_FILE_ID
 from tests.support import Client, RunningServer, fast_settings, running_server
 
+pytestmark = pytest.mark.usefixtures("each_mode")
+
 ROOM = "POLL"
 MIB = 1024 * 1024
 TRANSPORTS = [pytest.param(["polling"], id="polling"), pytest.param(["websocket"], id="websocket")]

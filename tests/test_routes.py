@@ -334,6 +334,91 @@ async def test_update_of_a_live_room_sends_code_update_only_when_the_code_change
         assert (both["code"], both["language"]) == ("v3", "go")
 
 
+async def test_an_auto_save_of_a_file_the_room_does_not_list_leaves_the_code_alone(
+    server: RunningServer,
+) -> None:
+    """The current editor auto-saves its active file with `fileId`; a file it only opened
+    locally is not the main text (the original wrote it over the code)."""
+    await create(server, "UNLISTED", code="typed")
+    async with member_of(server, "UNLISTED") as ann:
+        status, body = await server.http(
+            "POST",
+            "/api/sessions/UNLISTED/update",
+            json={"code": "// Write your code here...", "fileId": "second.js"},
+        )
+
+        assert status == 200, body
+        assert (await get_session(server, "UNLISTED"))["code"] == "typed"
+        await ann.quiet()
+        assert "codeUpdate" not in ann.events and "fileContentUpdate" not in ann.events
+
+
+async def test_a_stale_auto_save_never_undoes_typing(tmp_path: Path) -> None:
+    """An editor auto-saves a text the room held long ago (its first text, before it got
+    the room's; or one since typed over), after the merge history has forgotten it: nothing
+    changes, on the typist's process and (cluster mode) on one that never had the room open.
+    A new text is merged as ever."""
+    settings = fast_settings(tmp_path, merge_history_versions=1, merge_history_seconds=0)
+    async with running_server(settings) as server:
+        other = len(server.urls) - 1
+        ann = await Client().connect(server.urls[0])
+        try:
+            assert (await ann.join("STALE", "Ann", "user-ann"))["ok"] is True
+            for text in ("a\n", "ab\n", "abc\n", "abcd\n"):
+                assert (await ann.call("codeChange", {"roomId": "STALE", "code": text}))["ok"]
+            stale = [(0, DEFAULT_CODE), (0, "ab\n"), (other, DEFAULT_CODE)]
+            for process, text in stale:
+                status, body = await server.http(
+                    "POST", "/api/sessions/STALE/update", process=process, json={"code": text}
+                )
+                assert status == 200, body
+                status, body = await server.http("GET", "/api/sessions/STALE", process=process)
+                assert body["session"]["code"] == "abcd\n", (process, text)
+            await ann.quiet()
+            assert "codeUpdate" not in ann.events
+
+            await server.http(
+                "POST", "/api/sessions/STALE/update", process=other, json={"code": "abcd\nnew\n"}
+            )
+            assert (await ann.next("codeUpdate"))["code"] == "abcd\nnew\n"
+        finally:
+            await ann.close()
+
+
+async def test_a_rest_update_is_answered_once_stored_whoever_writes_the_room(
+    tmp_path: Path,
+) -> None:
+    """With the default debounce, a REST update to a process that does not write the room
+    (cluster mode) is stored at once by the one that does, and answered 200 in time."""
+    settings = fast_settings(
+        tmp_path,
+        save_debounce_seconds=2.0,
+        save_max_delay_seconds=10.0,
+        chat_store_timeout_seconds=1.0,
+    )
+    async with running_server(settings) as server:
+        ann = await Client().connect(server.urls[0])
+        try:
+            assert (await ann.join("WRITER", "Ann", "user-ann"))["ok"] is True
+            assert (await ann.call("codeChange", {"roomId": "WRITER", "code": "x"}))["ok"]
+            await ann.next("sessionSaved", within=5)  # Ann's process writes the room
+            for round_ in range(3):
+                # ... and has a change to write: its write lease is held
+                change = {"roomId": "WRITER", "code": f"x{round_}y"}
+                assert (await ann.call("codeChange", change))["ok"]
+                status, body = await server.http(
+                    "POST",
+                    "/api/sessions/WRITER/update",
+                    process=len(server.urls) - 1,
+                    json={"code": f"x{round_}", "participants": [{"userId": f"u{round_}"}]},
+                )
+                assert status == 200, body
+                listed = await user_sessions(server, f"u{round_}")
+                assert [s["roomId"] for s in listed] == ["WRITER"]
+        finally:
+            await ann.close()
+
+
 async def test_update_of_the_language_alone_sends_language_update(server: RunningServer) -> None:
     await create(server, "LANG")
     async with member_of(server, "LANG") as ann:

@@ -768,6 +768,7 @@ class Editing:
         """The writing process stored the room as it was after entry `c`: so it is here too."""
         version = room.saved_through(entry.body["c"])
         if version is not None:
+            self.rooms.writer.stored_elsewhere(room)
             payload = outbound.session_saved(room.room_id, version, self.rooms.now(room))
             room.sequencer.publish(
                 lambda: self.notifier.broadcast(room.room_id, "sessionSaved", payload)

@@ -53,6 +53,7 @@ Chain = Callable[[], list[Op]]
 # Rank of a base in a tie: candidates from the client's stream (own, given) beat rebuilt
 # history texts; within each, the newer wins.
 STREAM, HISTORY = 1, 0
+HELD_TEXTS = 10_000  # texts a room held that a REST save of changes nothing (by hash)
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,14 @@ class TextHistory:
         min_versions: int = 100,
         min_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        stale: Iterable[str] = (),
     ) -> None:
         if min_versions < 1 or min_seconds < 0:
             raise ValueError("min_versions must be >= 1 and min_seconds >= 0")
+        # Texts a REST save of is stale (see rebase_rest): `stale`, the first text, and the
+        # last HELD_TEXTS texts the room held, by hash (a text is not kept for it).
+        self._pinned = {hash(t) for t in (*stale, text)}
+        self._held: dict[int, None] = {}
         self._text = text
         self._version = version
         self._oldest = version  # oldest version whose text can still be rebuilt
@@ -382,10 +388,13 @@ class TextHistory:
         return previous, self._entries[-1].op
 
     def rebase_rest(self, sent: str) -> Rebased | None:
-        """A whole text from outside (a REST save): None if the room held it at any kept
-        version or a connection sent it last (an autosave of a text since typed over), else
-        merged from the closest kept room text."""
+        """A whole text from outside (a REST save): None if the room held it before (at a
+        kept version, among its last HELD_TEXTS texts, or first) or a connection sent it last
+        (an editor's auto-save of a text since typed over), else merged from the closest kept
+        room text."""
         if any(state.sent == sent for state in self._authors.values()):
+            return None
+        if hash(sent) in self._pinned or hash(sent) in self._held:
             return None
         # Each kept text is rebuilt once, newest first, and only the closest so far is kept
         # (one text in memory, whatever the history holds). An edit costs at least the
@@ -511,6 +520,11 @@ class TextHistory:
 
     def _append(self, version: int, op: Op, text: str, author: str | None) -> None:
         self._entries.append(_Entry(version, op, author, self._clock()))
+        held = self._held
+        held.pop(hash(self._text), None)
+        held[hash(self._text)] = None  # the text this version replaces, newest last
+        if len(held) > HELD_TEXTS:
+            del held[next(iter(held))]
         self._version = version
         self._text = text
 

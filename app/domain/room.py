@@ -22,6 +22,7 @@ from app.domain.ot import Op
 from app.domain.sequencer import Sequencer
 from app.domain.streams import Stream
 from app.storage.records import (
+    DEFAULT_CODE,
     MAIN_FILE_ID,
     ChatRecord,
     FileRecord,
@@ -197,6 +198,9 @@ class Room:
             min_versions=self.settings.merge_history_versions,
             min_seconds=self.settings.merge_history_seconds,
             clock=self.monotonic,
+            # What every session starts with: an editor that never got the room's text
+            # auto-saves it (on any process, whatever this one holds of the room's past).
+            stale=(DEFAULT_CODE,),
         )
 
     def _load_docs(self, record: SessionRecord) -> None:

@@ -110,6 +110,7 @@ class Rooms:
             "call": self._apply_call,
             "born": lambda room, entry: None,  # the log's first entry (see _first_entry)
             "deleted": lambda room, entry: self.drop(room),
+            "write": lambda room, entry: self.writer.write_soon(room),
         }
         self._background_tasks: set[asyncio.Task[None]] = set()
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
@@ -289,6 +290,14 @@ class Rooms:
             return
         async with room.lock:
             self.apply(room, entries)
+
+    async def write_now(self, room: Room) -> None:
+        """Have the room written without waiting for the debounce (cluster mode: by whichever
+        process holds its write lease; a `write` entry in its log asks them all)."""
+        if self.log is not None and room.needs_save:
+            with contextlib.suppress(ClusterUnavailable):  # the debounce writes it anyway
+                async with room.lock:
+                    await self.order(room, {"k": "write"}, versioned=False)
 
     def replicate(self, room: Room, body: dict[str, Any]) -> asyncio.Task[None] | None:
         """Cluster mode: tell the other processes what already happened here (presence)."""

@@ -90,6 +90,9 @@ class Sessions:
         return room
 
     async def persist(self, room: Room) -> None:
+        """A REST change is answered once it is stored (cluster mode: by the room's writer,
+        maybe another process, which the room's log asks to write now)."""
+        await self.rooms.write_now(room)
         within = self.rooms.settings.chat_store_timeout_seconds
         if not await self.rooms.writer.flush(room, within=within):
             raise StoreUnavailable("The session store did not answer in time; retrying")
@@ -203,9 +206,13 @@ class Sessions:
         """Apply a REST update through the live room. `code` is the text of `file_id` when
         that names another file of the room (the current client sends its active file)."""
         room = await self.rooms.open(room_id, create=False)
-        doc = room.docs.get(file_id or MAIN_FILE_ID)
-        if doc is None or not doc.listed:
-            doc = room.main
+        doc = room.main
+        if file_id is not None and file_id != MAIN_FILE_ID:
+            named = room.docs.get(file_id)
+            if named is not None and named.listed:
+                doc = named
+            else:  # a file the room does not list (an editor's auto-save of a file it only
+                code = None  # opened locally): its text is not the main text's, left alone
         await self.editing.replace_text(room, doc, code, language)
         await self.editing.add_participants(room, participants)  # touches the session anyway
         await self.persist(room)

@@ -86,6 +86,14 @@ class DebouncedWriter:
             if pending.first_change is None:
                 pending.first_change = now
 
+    def stored_elsewhere(self, room: Room) -> None:
+        """Cluster mode: another process stored the room: whoever waits for that is told."""
+        pending = self._pending.get(room.room_id)
+        if pending is not None:
+            self._release(pending, room.saved_changes)
+            pending.urgent = True  # its task sees nothing left to write and ends
+            pending.wake.set()
+
     def write_soon(self, room: Room) -> None:
         """Write the room now, without waiting for the debounce."""
         self.changed(room)

@@ -48,3 +48,20 @@ def whole_bodies(translate: Callable[[Any], dict[str, Any]]) -> Callable[[Any], 
         return environ
 
     return translate_request
+
+
+def answer_polls_on_close(eio: Any) -> None:
+    """When an Engine.IO socket closes, a long-polling GET still waiting on it is answered at
+    once. python-engineio holds it until the ping timeout (30 s), and a client that closes
+    (the Python client does) waits for that answer."""
+    handler = eio.handlers["disconnect"]
+
+    async def disconnect(eio_sid: str, reason: object = None) -> Any:
+        try:
+            return await handler(eio_sid, reason)
+        finally:
+            socket = eio.sockets.get(eio_sid)
+            if socket is not None and not socket.upgraded:
+                socket.queue.put_nowait(None)  # poll() answers [] for it
+
+    eio.handlers["disconnect"] = disconnect
