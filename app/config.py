@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     websocket_compression: bool = Field(default=False, description="per-message deflate")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
+    @field_validator("log_level")
+    @classmethod
+    def known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def split_origins(cls, value: object) -> object:

@@ -234,7 +234,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
 def _lifecycle(settings: Settings) -> Any:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE_KEY]
-        await store.open()
+        opening = await _open_store(store)
         cluster = app.get(CLUSTER_KEY)
         if cluster is not None:
             events = app[EVENTS_KEY]
@@ -243,9 +243,11 @@ def _lifecycle(settings: Settings) -> Any:
         yield
         # Shutdown, in order: sockets were closed by on_shutdown (which made every room write
         # at once); flush what is pending, then close the store.
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
+        for task in (purger, opening):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         app[ROOMS_KEY].close()
         writer = app[WRITER_KEY]
         if not await writer.flush_all(settings.shutdown_flush_seconds):
@@ -258,6 +260,34 @@ def _lifecycle(settings: Settings) -> Any:
         await store.close()
 
     return lifecycle
+
+
+STORE_REOPEN_SECONDS = 2.0
+
+
+async def _open_store(store: SessionStore) -> asyncio.Task[None] | None:
+    """Open the store. A store server that does not answer at start-up (MongoDB down) does
+    not stop the server: it serves (not ready, joins of unloaded rooms refused as during any
+    outage) and opens the store once it answers: the task that does."""
+    try:
+        await store.open()
+    except StoreError as error:
+        if not store.remote:
+            raise
+        log.warning("the store is unavailable at start-up (%s); serving, not ready", error)
+        return asyncio.create_task(_reopen(store), name="store-open")
+    return None
+
+
+async def _reopen(store: SessionStore) -> None:
+    while True:
+        await asyncio.sleep(STORE_REOPEN_SECONDS)
+        try:
+            await store.open()
+        except StoreError:
+            continue
+        log.info("the store answers: ready")
+        return
 
 
 async def _disconnect_clients(app: web.Application) -> None:

@@ -15,6 +15,8 @@ from app.storage.sqlite import SqliteSessionStore
 class FlakyStore:
     """Delegates to SQLite; counts saves; raises StoreError while `failing` is set."""
 
+    remote = False
+
     def __init__(self, path: Path) -> None:
         self.inner = SqliteSessionStore(path)
         self.failing = False
@@ -73,6 +75,8 @@ class FlakyStore:
 
 class MemoryStore:
     """Enough of a SessionStore for the domain: sessions in a dict, chat nowhere."""
+
+    remote = False
 
     def __init__(self) -> None:
         self.sessions: dict[str, SessionRecord] = {}

@@ -106,8 +106,9 @@ def _listening_port(stderr_path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def run_nx_27017(workdir: Path) -> Iterator[str]:
-    """Start nx-27017 on an ephemeral port with its data under `workdir`; yield its URI."""
+def run_nx_27017(workdir: Path, port: int = 0) -> Iterator[str]:
+    """Start nx-27017 on `port` (0: an ephemeral one) with its data under `workdir`; yield
+    its URI."""
     if importlib.util.find_spec("nx_27017") is None:
         pytest.skip("nx-27017 is not installed (pip install 'nx-27017==0.8.1')")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ def run_nx_27017(workdir: Path) -> Iterator[str]:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",  # the OS picks a free port; the server logs it
+                str(port),  # 0: the OS picks a free port; the server logs it
                 "--data-dir",
                 str(workdir / "data"),  # one SQLite file per database
                 "--log-file",

@@ -23,6 +23,10 @@ class StoreError(Exception):
 class SessionStore(Protocol):
     """Persistence of sessions and their chat. Every method raises StoreError on failure."""
 
+    # A server of its own (MongoDB): one that is down at start-up is waited for while the
+    # server runs (not ready); an embedded store that cannot open stops the start-up.
+    remote: bool
+
     async def open(self) -> None:
         """Connect and create tables or indexes."""
 

@@ -141,6 +141,8 @@ def _only_duplicates(error: BulkWriteError) -> bool:
 class MongoSessionStore:
     """`sessions` (unique roomId, TTL on expiresAt, per-user index) and `messages`."""
 
+    remote = True
+
     def __init__(self, database: Any, client: Any = None) -> None:
         self.sessions = database["sessions"]
         self.messages = database["messages"]

@@ -163,6 +163,8 @@ def _participants(text: str) -> tuple[Participant, ...]:
 class SqliteSessionStore:
     """One connection, serialised by aiosqlite's worker thread; a locked file fails in ~1 s."""
 
+    remote = False
+
     @classmethod
     def from_settings(cls, settings: Settings, url: str) -> SqliteSessionStore:
         """`sqlite:///<path>` (three slashes, then the path; a fourth for an absolute one)."""
@@ -177,8 +179,8 @@ class SqliteSessionStore:
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None
             )
@@ -186,8 +188,8 @@ class SqliteSessionStore:
             await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._db.executescript(SCHEMA)
             await self._add_missing_columns()
-        except sqlite3.Error as error:
-            raise StoreError(f"SQLite: {error}") from error
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(f"SQLite {self.path} (DATA_DIR, --data-dir): {error}") from error
 
     async def _add_missing_columns(self) -> None:
         """Bring a file made by an earlier version of the schema up to date."""
