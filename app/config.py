@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     )
 
     websocket_compression: bool = Field(default=False, description="per-message deflate")
+    metrics_enabled: bool = Field(default=False, description="serve Prometheus metrics at /metrics")
+    metrics_token: str | None = Field(
+        default=None,
+        description="serve /metrics only to `Authorization: Bearer <token>` (enables it)",
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("log_level")

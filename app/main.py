@@ -32,7 +32,9 @@ from app.domain.sessions import Sessions
 from app.domain.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
 from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError, open_store, store_url
+from app.storage.timed import TimedStore, store_histogram
 from app.transport.broadcast import BroadcastManager, direct_websocket
+from app.transport.http.metrics import MetricsRoute, Sources
 from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.transport.http.routes import SessionRoutes
 from app.transport.notifier import SocketNotifier
@@ -197,8 +199,10 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         ],
     )
     sio.attach(app)
+    store_seconds = store_histogram()
+    timed = TimedStore(store, store_seconds)  # what the domain uses: every operation timed
     writer = DebouncedWriter(
-        store,
+        timed,
         debounce=settings.save_debounce_seconds,
         max_delay=settings.save_max_delay_seconds,
         retry_max=settings.store_retry_max_seconds,
@@ -208,7 +212,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         keep_versions=settings.merge_history_versions,
     )
     rooms = Rooms(
-        store,
+        timed,
         writer,
         settings,
         notifier,
@@ -221,7 +225,10 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         Meetings(notifier, settings, cluster.roster if cluster is not None else None),
     )  # fmt: skip
     events.register()
-    SessionRoutes(Sessions(rooms, editing), settings, guard.address_of).register(app)
+    sessions = Sessions(rooms, editing)
+    SessionRoutes(sessions, settings, guard.address_of).register(app)
+    sources = Sources(rooms, editing, events, sessions, sio, cluster)
+    MetricsRoute(settings, sources, store_seconds).register(app)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app[EVENTS_KEY] = events
     if cluster is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,6 +130,8 @@ class RedisRoomLog:
         self._task: asyncio.Task[None] | None = None
         self._deliver: Deliver | None = None
         self.available = True
+        self.read_failures = 0  # metrics: the follower's reads that failed
+        self.lag = 0.0  # metrics: seconds from an entry's append to its delivery here (last)
 
     # -- the RoomLog port ---------------------------------------------------------------
 
@@ -257,6 +260,7 @@ class RedisRoomLog:
                 result: Any = read.result()
             except RedisError as error:
                 failures += 1
+                self.read_failures += 1
                 self.available = False
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1]
                 log.warning("room log: read failed (%s); retrying in %.1f s", error, delay)
@@ -272,6 +276,8 @@ class RedisRoomLog:
                     continue
                 if entry_after(entries[-1].id, self._following[room_id]):
                     self._following[room_id] = entries[-1].id
+                appended_ms = int(entries[-1].id.partition("-")[0])  # Redis's clock
+                self.lag = max(0.0, time.time() - appended_ms / 1000)
                 assert self._deliver is not None
                 try:
                     await self._deliver(room_id, entries)

@@ -35,6 +35,7 @@ class ClusterNotifier(SocketNotifier):
         self._publishing: set[asyncio.Task[Any]] = set()
         self.relayed = 0  # messages published
         self.received = 0  # messages from other processes delivered here
+        self.reconnects = 0  # subscriptions lost and made again
 
     def send(
         self, sids: Iterable[str], event: str, *args: object, replaces: str | None = None
@@ -85,6 +86,7 @@ class ClusterNotifier(SocketNotifier):
                         if message.get("type") == "message":
                             self._deliver(orjson.loads(message["data"]))
             except RedisError as error:
+                self.reconnects += 1
                 log.warning("relay: subscription lost (%s); resubscribing", error)
                 await asyncio.sleep(RETRY_SECONDS)
 

@@ -11,7 +11,9 @@ lock) and only then made; the other processes make it when they read it there (t
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,6 +89,8 @@ class Editing:
         self.notifier = notifier
         self.settings = settings
         self.monotonic = rooms.monotonic  # when texts were sent and changes arrived
+        self.merge_seconds = 0.0  # spent working out socket text changes (metrics)
+        self.merges: Counter[str] = Counter()  # outcomes: applied, merged, fallback (LWW)
         rooms.appliers.update(
             {
                 "text": self._apply_text,
@@ -136,6 +140,7 @@ class Editing:
             if arrived is None:
                 answered = self.notifier.answered(sid)
             while True:
+                started = time.perf_counter()
                 if changes is not None and base_version is not None:
                     rebased = room.rebase_delta(member, doc, changes, base_version)
                     if rebased is None:  # its base is gone: it starts again from the room text
@@ -146,6 +151,7 @@ class Editing:
                 else:
                     sent = text or ""
                     rebased = room.rebase(member, doc, sent, base_version, now, answered)
+                self.merge_seconds += time.perf_counter() - started
                 new_language = self._code_language(member, room, language)
                 if doc_id != MAIN_FILE_ID or new_language == room.language:
                     new_language = None
@@ -178,6 +184,8 @@ class Editing:
             ticket = self._publish_text(room, doc, None, member, as_file=as_file, delta=delta)
             if change.language_changed:
                 self._publish_language(room, member, skip=member.sid)
+        outcome = "fallback" if change.reason else ("merged" if change.merged else "applied")
+        self.merges[outcome] += 1
         await ticket.wait_sent()
         return TextAnswer(
             change.version, doc.text if change.echo else None, change.merged, change.reason

@@ -100,6 +100,7 @@ class Rooms:
         self.log = log  # cluster mode: where each room's order is decided
         self.places = places  # cluster mode: each room's present sockets, over every process
         self._claiming: set[str] = set()  # sockets taking a place now
+        self.append_retries = 0  # cluster mode: appends that lost the race (metrics)
         self._vacated: set[str] = set()  # sockets whose place was given back before they left
         # What a log entry of each kind does to this process's copy of its room.
         self.appliers: dict[str, Applier] = {
@@ -248,6 +249,7 @@ class Rooms:
             self.drop(room)
             raise SessionNotFound(f"Session {room.room_id} was deleted")
         if appended.entry is None:
+            self.append_retries += 1
             return False
         self._first_entry(room, appended.entry.id)
         room.mark(appended.entry.id, applied=False)  # its caller applies it

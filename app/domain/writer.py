@@ -70,6 +70,11 @@ class DebouncedWriter:
     def pending_rooms(self) -> int:
         return len(self._pending)
 
+    def oldest_unsaved_seconds(self) -> float:
+        """How long the oldest change not yet stored has waited (0: none waits)."""
+        firsts = [p.first_change for p in self._pending.values() if p.first_change is not None]
+        return max(0.0, self.clock() - min(firsts)) if firsts else 0.0
+
     def changed(self, room: Room) -> None:
         """The room changed: write it once it has been quiet for the debounce delay."""
         if room.deleted:

@@ -75,6 +75,8 @@ class SocketEvents:
         self.round_trips: dict[str, float] = {}  # measured at connect (see polling.py)
         self.received: Counter[str] = Counter()  # events by name (metrics)
         self.unknown: Counter[str] = Counter()  # events nobody serves, by name
+        self.refused: Counter[str] = Counter()  # refused events by error code (metrics)
+        self.rate_limited: Counter[str] = Counter()  # dropped events by rate family
 
     def register(self) -> None:
         rates = self.settings.event_rates()
@@ -117,6 +119,7 @@ class SocketEvents:
         return handle
 
     async def _throttled(self, sid: str, event: Event, verdict: Verdict) -> Json:
+        self.rate_limited[event.family] += 1
         message = f"Too many {event.family} events; slow down"
         if verdict is Verdict.DISCONNECT:
             self._refuse(sid, event.name, "flooding", "Still flooding; disconnecting")
@@ -126,6 +129,7 @@ class SocketEvents:
         return outbound.refusal("rate_limited", message)
 
     def _refuse(self, sid: str, event: str, code: str, message: str) -> Json:
+        self.refused[code] += 1
         self.notifier.send([sid], "error", outbound.error(event, code, message))
         return outbound.refusal(code, message)
 

@@ -1,0 +1,83 @@
+"""A SessionStore that times every operation of another, by operation and outcome (metrics)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from prometheus_client import Histogram
+
+from app.storage import SessionStore
+from app.storage.records import ChatRecord, SessionRecord, SessionSummary
+
+T = TypeVar("T")
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def store_histogram() -> Histogram:
+    """The histogram a TimedStore fills (registered by whoever exposes it)."""
+    return Histogram(
+        "codecollab_store_operation_seconds",
+        "Session store operations, by operation and outcome (ok, error)",
+        ["operation", "outcome"],
+        buckets=BUCKETS,
+        registry=None,
+    )
+
+
+class TimedStore:
+    def __init__(self, inner: SessionStore, histogram: Histogram) -> None:
+        self.inner = inner
+        self.remote = inner.remote
+        self.histogram = histogram
+
+    async def _timed(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await call()
+            outcome = "ok"
+            return result
+        finally:
+            self.histogram.labels(operation, outcome).observe(time.perf_counter() - started)
+
+    async def open(self) -> None:
+        await self._timed("open", self.inner.open)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        await self._timed("ping", self.inner.ping)
+
+    async def load(self, room_id: str) -> SessionRecord | None:
+        return await self._timed("load", lambda: self.inner.load(room_id))
+
+    async def save(self, record: SessionRecord) -> bool:
+        return await self._timed("save", lambda: self.inner.save(record))
+
+    async def append_messages(self, messages: Sequence[ChatRecord]) -> None:
+        await self._timed("append_messages", lambda: self.inner.append_messages(messages))
+
+    async def list_messages(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[ChatRecord]:
+        return await self._timed(
+            "list_messages",
+            lambda: self.inner.list_messages(room_id, before=before, limit=limit),
+        )
+
+    async def delete(self, room_id: str) -> bool:
+        return await self._timed("delete", lambda: self.inner.delete(room_id))
+
+    async def list_for_user(
+        self, user_id: str, *, now: datetime, limit: int
+    ) -> list[SessionSummary]:
+        return await self._timed(
+            "list_for_user", lambda: self.inner.list_for_user(user_id, now=now, limit=limit)
+        )
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self._timed("purge_expired", lambda: self.inner.purge_expired(now))
