@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     )
 
     websocket_compression: bool = Field(default=False, description="per-message deflate")
+    stats_interval_seconds: float = Field(
+        default=60.0, ge=0, description="log a one-line summary this often (0: never)"
+    )
     metrics_enabled: bool = Field(default=False, description="serve Prometheus metrics at /metrics")
     metrics_token: str | None = Field(
         default=None,

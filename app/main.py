@@ -34,7 +34,7 @@ from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError, open_store, store_url
 from app.storage.timed import TimedStore, store_histogram
 from app.transport.broadcast import BroadcastManager, direct_websocket
-from app.transport.http.metrics import MetricsRoute, Sources
+from app.transport.http.metrics import MetricsRoute, Sources, StatsLine
 from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.transport.http.routes import SessionRoutes
 from app.transport.notifier import SocketNotifier
@@ -229,16 +229,17 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     SessionRoutes(sessions, settings, guard.address_of).register(app)
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
+    stats = StatsLine(sources)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app[EVENTS_KEY] = events
     if cluster is not None:
         app[CLUSTER_KEY] = cluster
-    app.cleanup_ctx.append(_lifecycle(settings))
+    app.cleanup_ctx.append(_lifecycle(settings, stats))
     app.on_shutdown.append(_disconnect_clients)
     return app
 
 
-def _lifecycle(settings: Settings) -> Any:
+def _lifecycle(settings: Settings, stats: StatsLine) -> Any:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE_KEY]
         opening = await _open_store(store)
@@ -247,10 +248,12 @@ def _lifecycle(settings: Settings) -> Any:
             events = app[EVENTS_KEY]
             await cluster.start(app[ROOMS_KEY], events.meetings, events.guard.limits)
         purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
+        interval = settings.stats_interval_seconds
+        stats_task = asyncio.create_task(stats.run(interval)) if interval > 0 else None
         yield
         # Shutdown, in order: sockets were closed by on_shutdown (which made every room write
         # at once); flush what is pending, then close the store.
-        for task in (purger, opening):
+        for task in (purger, opening, stats_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -100,3 +100,36 @@ async def test_the_figures_move_with_traffic(tmp_path: Path) -> None:
         assert value(during, "codecollab_connections", transport="polling") == 1
         assert value(during, "codecollab_ready") == len(server.urls)
         assert value(before, "codecollab_rooms", state="active") == 0
+
+
+async def test_the_stats_line_counts_rooms_connections_and_events_per_minute(
+    tmp_path: Path,
+) -> None:
+    from app.main import EVENTS_KEY, ROOMS_KEY, SIO_KEY
+    from app.transport.http.metrics import Sources, StatsLine
+
+    async with running_server(fast_settings(tmp_path)) as server:
+        app = server.app
+        events = app[EVENTS_KEY]
+        now = [1000.0]
+        sources = Sources(app[ROOMS_KEY], events.editing, events, None, app[SIO_KEY])  # type: ignore[arg-type]
+        stats = StatsLine(sources, clock=lambda: now[0])
+        ann = await Client().connect(server.urls[0])
+        try:
+            assert (await ann.join(ROOM, "Ann", "user-ann"))["ok"]
+            for text in ("a", "ab", "abc", "abcd"):
+                assert (await ann.call("codeChange", {"roomId": ROOM, "code": text}))["ok"]
+            now[0] += 30.0  # five events in half a minute
+
+            line = stats.line()
+        finally:
+            await ann.close()
+
+        assert (
+            line
+            == "rooms 1 active, 0 idle; 1 connections; 10 events/min; writer lag "
+            + (line.rsplit("writer lag ", 1)[1])
+        )
+        assert line.endswith(" s") and float(line.rsplit(" ", 2)[1]) >= 0
+        now[0] += 60.0
+        assert " 0 events/min;" in stats.line()

@@ -6,8 +6,11 @@ Store operations are timed by a histogram (app/storage/timed.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from app.domain.sessions import Sessions
 from app.transport.sockets import SocketEvents
 
 READY_TIMEOUT_SECONDS = 1.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -189,3 +193,36 @@ class MetricsRoute:
         self.collector.ready = 0.0 if problem else 1.0
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class StatsLine:
+    """The one-line summary logged every STATS_INTERVAL_SECONDS."""
+
+    def __init__(self, sources: Sources, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sources = sources
+        self.clock = clock
+        self._since = (clock(), self._events())
+
+    def _events(self) -> int:
+        return sum(self.sources.events.received.values())
+
+    def line(self) -> str:
+        """The figures now; events per minute since the previous line."""
+        src = self.sources
+        now, events = self.clock(), self._events()
+        then, before = self._since
+        self._since = (now, events)
+        per_minute = (events - before) * 60 / (now - then) if now > then else 0.0
+        active = sum(1 for room in src.rooms.rooms.values() if room.members)
+        idle = len(src.rooms.rooms) - active
+        connections = len(src.sio.eio.sockets)
+        lag = src.rooms.writer.oldest_unsaved_seconds()
+        return (
+            f"rooms {active:,} active, {idle:,} idle; {connections:,} connections; "
+            f"{per_minute:,.0f} events/min; writer lag {lag:.1f} s"
+        )
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            log.info("%s", self.line())
