@@ -257,3 +257,19 @@ async def clients(
     finally:
         for client in made:
             await client.close()
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, count: int, transports: list[str] | None = None
+) -> AsyncIterator[tuple[RunningServer, list[Client]]]:
+    """A server and `count` connected clients (closed before the server stops)."""
+    made = [Client(transports) for _ in range(count)]
+    async with running_server(settings) as server:
+        try:
+            for client in made:
+                await client.connect(server.url)
+            yield server, made
+        finally:
+            for client in made:
+                await client.close()

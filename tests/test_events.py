@@ -4,8 +4,6 @@ bad input is refused (an `error` event and an `{ok: false}` acknowledgement, not
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from tests.support import (
     cluster_processes,
     fast_settings,
     running_server,
+    serving,
 )
 
 # The protocol suite runs twice: on one process, and on two in cluster mode (clients in turn
@@ -47,33 +46,6 @@ ROOM_EVENTS: dict[str, dict[str, Any]] = {
     "userStoppedTyping": {},
 }
 ALL_EVENTS = ["joinRoom", "leaveRoom", *ROOM_EVENTS]
-
-
-@asynccontextmanager
-async def serving(
-    settings: Settings, count: int, transports: list[str] | None = None
-) -> AsyncIterator[tuple[RunningServer, list[Client]]]:
-    """A server and `count` connected clients, closed in the order that is fast.
-
-    Websocket clients close before the server (a server stopping with websockets open waits
-    for aiohttp's shutdown timeout, 5 s); long-polling clients close after it (python-socketio's
-    client closing a long-polling connection waits for its pending poll to time out, ~25 s).
-    """
-    made = [Client(transports) for _ in range(count)]
-    polling = transports == ["polling"]
-    try:
-        async with running_server(settings) as server:
-            for client in made:
-                await client.connect(server.url)
-            try:
-                yield server, made
-            finally:
-                if not polling:
-                    for client in made:
-                        await client.close()
-    finally:
-        for client in made:
-            await client.close()
 
 
 async def join_all(clients: list[Client], names: list[str], room_id: str = ROOM) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from app.config import Settings
 from app.storage.records import DEFAULT_CODE
-from tests.support import Client, RunningServer, fast_settings, running_server
+from tests.support import Client, RunningServer, fast_settings, running_server, serving
 
 pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
 
@@ -46,28 +45,6 @@ NOT_FOUND = {"error": "File not found", "message": "No file found with this file
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def serving(
-    settings: Settings, count: int, transports: list[str] | None = None
-) -> AsyncIterator[tuple[RunningServer, list[Client]]]:
-    """A server and `count` connected clients. Websocket clients close before the server (else
-    aiohttp waits for them), long-polling ones after it (else each waits for its poll)."""
-    made = [Client(transports) for _ in range(count)]
-    try:
-        async with running_server(settings) as server:
-            for client in made:
-                await client.connect(server.url)
-            try:
-                yield server, made
-            finally:
-                if transports != ["polling"]:
-                    for client in made:
-                        await client.close()
-    finally:
-        for client in made:
-            await client.close()
 
 
 def sid(client: Client) -> str:

@@ -5,8 +5,6 @@ the same id, both ways; and the input, size and rate limits that refuse them."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 import socketio
 
 from app.config import Settings
-from tests.support import WAIT, Client, RunningServer, fast_settings, running_server
+from tests.support import WAIT, Client, fast_settings, serving
 
 pytestmark = pytest.mark.usefixtures("each_mode")  # one process, and a cluster of two
 
@@ -30,28 +28,6 @@ ICE = json.dumps({"ice": {"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def serving(
-    settings: Settings, count: int, transports: list[str] | None = None
-) -> AsyncIterator[tuple[RunningServer, list[Client]]]:
-    """A server and `count` connected clients. Websocket clients close before the server (else
-    aiohttp waits for them), long-polling ones after it (else each waits for its poll)."""
-    made = [Client(transports) for _ in range(count)]
-    try:
-        async with running_server(settings) as server:
-            for client in made:
-                await client.connect(server.url)
-            try:
-                yield server, made
-            finally:
-                if transports != ["polling"]:
-                    for client in made:
-                        await client.close()
-    finally:
-        for client in made:
-            await client.close()
 
 
 def sid(client: Client) -> str:

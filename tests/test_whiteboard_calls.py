@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from tests.support import (
     cluster_processes,
     fast_settings,
     running_server,
+    serving,
 )
 
 pytest_plugins = ("tests.store_backends",)
@@ -49,28 +48,6 @@ SNAPSHOT = {
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def serving(
-    settings: Settings, count: int, transports: list[str] | None = None
-) -> AsyncIterator[tuple[RunningServer, list[Client]]]:
-    """A server and `count` connected clients. Websocket clients close before the server (else
-    aiohttp waits for them), long-polling ones after it (else each waits for its poll)."""
-    made = [Client(transports) for _ in range(count)]
-    try:
-        async with running_server(settings) as server:
-            for client in made:
-                await client.connect(server.url)
-            try:
-                yield server, made
-            finally:
-                if transports != ["polling"]:
-                    for client in made:
-                        await client.close()
-    finally:
-        for client in made:
-            await client.close()
 
 
 def sid(client: Client) -> str:
