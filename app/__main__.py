@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from app import logs
 from app.config import Settings
 from app.gc_tuning import tune_gc
 from app.main import HANDLER_CANCELLATION, WRITER_KEY, create_app
@@ -111,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("LOG_LEVEL", "").upper() == "DEBUG"
     try:
         settings = read_settings(argv)
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        # The SQLite driver logs every statement at DEBUG: never wanted in the server's log.
-        logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
+        logs.configure(settings.log_level, settings.log_format)
         try:
             import uvloop
         except ImportError:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from app import logs
 from app.clock import utc_now
 from app.domain.errors import ClusterUnavailable
 from app.domain.ports import Notifier, RoomLog, WriterLease
@@ -174,6 +175,7 @@ class DebouncedWriter:
                     await entry.task
 
     async def _run(self, pending: _Pending) -> None:
+        logs.about(room=pending.room.room_id)
         failures = 0
         while True:
             if not pending.urgent:

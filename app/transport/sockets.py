@@ -16,6 +16,7 @@ from typing import Any
 import socketio
 from pydantic import ValidationError
 
+from app import logs
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing, Upload
@@ -108,6 +109,7 @@ class SocketEvents:
                 if event.args
                 else (args[0] if args else None)
             )
+            self._about(sid, data)
             try:
                 return await handler(sid, parse(event.model, data, self.settings))
             except DomainError as error:
@@ -117,6 +119,16 @@ class SocketEvents:
                 return self._refuse(sid, name, "internal_error", "The server failed")
 
         return handle
+
+    def _about(self, sid: str, data: object) -> None:
+        """What this event logs is about its socket, its room and (once known) its user."""
+        found = self.rooms.room_of_socket(sid)
+        if found is not None:
+            logs.about(room=found[0].room_id, sid=sid, user=found[1].user_id)
+        elif isinstance(data, dict) and isinstance(data.get("roomId"), str):
+            logs.about(room=data["roomId"][:64], sid=sid)
+        else:
+            logs.about(sid=sid)
 
     async def _throttled(self, sid: str, event: Event, verdict: Verdict) -> Json:
         self.rate_limited[event.family] += 1
@@ -151,6 +163,7 @@ class SocketEvents:
     # -- connections -----------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        logs.about(sid=sid)
         request = environ.get("aiohttp.request")
         address = self.guard.address_of(request)
         refusal = await self.guard.limits.connect(address)
@@ -167,6 +180,7 @@ class SocketEvents:
             self.offsets[sid] = offset
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
+        self._about(sid, None)
         self.offsets.pop(sid, None)
         self.throttles.pop(sid, None)
         self.round_trips.pop(sid, None)
