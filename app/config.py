@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     stats_interval_seconds: float = Field(
         default=60.0, ge=0, description="log a one-line summary this often (0: never)"
     )
+    admin_ui_password: str | None = Field(
+        default=None,
+        description="set: the Socket.IO Admin UI (https://admin.socket.io) may watch, read-only",
+    )
+    admin_ui_username: str = Field(default="admin", description="the Admin UI's login name")
     metrics_enabled: bool = Field(default=False, description="serve Prometheus metrics at /metrics")
     metrics_token: str | None = Field(
         default=None,

@@ -54,11 +54,17 @@ CLOSE_SOCKETS_SECONDS = 3.0
 HANDLER_CANCELLATION = True
 
 
+ADMIN_UI_ORIGIN = "https://admin.socket.io"
+
+
 def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.AsyncServer:
+    origins = settings.allowed_origins()
+    if settings.admin_ui_password and origins != "*":
+        origins = [*origins, ADMIN_UI_ORIGIN]  # the Admin UI's origin only when it is on
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=settings.allowed_origins(),
+        cors_allowed_origins=origins,
         max_http_buffer_size=settings.max_message_bytes,
         json=OrjsonPackets,
     )
@@ -67,7 +73,10 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     if not settings.websocket_compression:
         drivers["websocket"] = direct_websocket(manager, settings.max_message_bytes)
     sio.eio._async = drivers
-    answer_polls_on_close(sio.eio)
+    if settings.admin_ui_password:
+        login = {"username": settings.admin_ui_username, "password": settings.admin_ui_password}
+        sio.instrument(auth=login, mode="production", read_only=True)
+    answer_polls_on_close(sio.eio)  # after instrument(), which sets its own handler
     return sio
 
 
