@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import RunningServer, cluster_of, fast_settings, running_server
+from tests.support import (
+    RunningServer,
+    cluster_of,
+    fast_settings,
+    missing_tool,
+    running_server,
+)
 
 
 @pytest.fixture
@@ -27,6 +33,14 @@ def each_mode(request: pytest.FixtureRequest) -> Iterator[int]:
     from tests.cluster_support import REDIS
 
     if request.param and REDIS is None:
-        pytest.skip("redis-server is not installed")
+        missing_tool("redis-server is not installed")
     with cluster_of(request.param):
         yield request.param
+
+
+@pytest.fixture
+def needs_redis() -> None:
+    from tests.cluster_support import REDIS
+
+    if REDIS is None:
+        missing_tool("redis-server is not installed")

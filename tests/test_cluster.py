@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from app.config import Settings
@@ -26,7 +27,6 @@ from app.storage import open_store
 from tests.cluster_support import (
     RedisServer,
     cluster_env,
-    needs_redis,
     processes,
     redis_server,
 )
@@ -34,7 +34,7 @@ from tests.lag_proxy import LagProxy, lag
 from tests.server_process import ServerProcess
 from tests.support import Client, cluster_of, fast_settings, running_server
 
-pytestmark = needs_redis
+pytestmark = pytest.mark.usefixtures("needs_redis")
 ROOM = "CLUSTER"
 TOKEN = re.compile(r"[\u4e00-\u9fff]([a-z]\d+)\n")
 QUIET = 2.0  # no code event for this long: everything has arrived

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.server_process import ServerProcess, server_process
+from tests.support import missing_tool
 
 pytest_plugins = ("tests.store_backends",)
 
@@ -41,12 +42,12 @@ def node() -> str:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if not path)
-        pytest.skip(f"{missing} not on PATH: the Node.js client tests need Node >= 20 and npm")
+        missing_tool(f"{missing} not on PATH: the Node.js client tests need Node >= 20 and npm")
     version = subprocess.run(
         [node, "--version"], capture_output=True, text=True, timeout=10, check=True
     ).stdout.strip()
     if int(version.lstrip("v").split(".")[0]) < NODE_MIN_MAJOR:
-        pytest.skip(f"node {version} is too old: the client scripts need Node >= 20")
+        missing_tool(f"node {version} is too old: the client scripts need Node >= 20")
     if not (E2E_DIR / "node_modules" / "socket.io-client" / "package.json").exists():
         result = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"],

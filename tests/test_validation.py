@@ -32,7 +32,14 @@ import pytest_asyncio
 from app.config import Settings
 from app.main import STORE_KEY
 from app.storage import SessionStore
-from tests.support import Client, RunningServer, cluster_of, fast_settings, running_server
+from tests.support import (
+    Client,
+    RunningServer,
+    cluster_of,
+    fast_settings,
+    missing_tool,
+    running_server,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -114,7 +121,7 @@ async def env(
     from tests.cluster_support import REDIS
 
     if request.param and REDIS is None:
-        pytest.skip("redis-server is not installed")
+        missing_tool("redis-server is not installed")
     settings = fast_settings(tmp_path_factory.mktemp("validation"), **LAX)
     with cluster_of(request.param):
         async with running_server(settings) as server:
