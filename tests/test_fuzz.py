@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest_asyncio
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -49,6 +50,8 @@ LAX = {
 WATCHED_LOGGERS = ("app", "engineio", "socketio", "aiohttp")
 # The codes a refusal may carry; `internal_error` means a handler crashed.
 EXPECTED_CODES = {"invalid_payload", "not_in_room", "room_full", "session_expired"}
+# Seeded: a failure replays with the same inputs (FUZZ_SEED=<n> tries other ones).
+SEED = int(os.environ.get("FUZZ_SEED", "20261201"))
 FUZZ = settings(
     max_examples=300,
     deadline=None,
@@ -223,6 +226,7 @@ async def still_usable(stage: Stage) -> None:
 
 
 @FUZZ
+@seed(SEED)
 @given(case=arbitrary_payloads())
 async def test_arbitrary_json_in_any_field_of_any_event_never_crashes_a_handler(
     stage: Stage, case: tuple[str, Any]
@@ -231,6 +235,7 @@ async def test_arbitrary_json_in_any_field_of_any_event_never_crashes_a_handler(
 
 
 @FUZZ
+@seed(SEED)
 @given(case=mutated_payloads())
 async def test_mutated_valid_payloads_never_crash_a_handler(
     stage: Stage, case: tuple[str, Any]
@@ -271,6 +276,7 @@ def fuzz_operation(
         suppress_health_check=list(HealthCheck),
         phases=[Phase.explicit, Phase.generate],
     )
+    @seed(SEED)
     @given(case=operation.as_strategy(generation_mode=mode))
     def call(case: schemathesis.Case) -> None:
         case.call_and_validate(base_url=base_url, checks=checks, timeout=10)
