@@ -149,6 +149,7 @@ class Settings(BaseSettings):
     )
 
     websocket_compression: bool = Field(default=False, description="per-message deflate")
+    try_page: bool = Field(default=True, description="serve the try-it page at /")
     stats_interval_seconds: float = Field(
         default=60.0, ge=0, description="log a one-line summary this often (0: never)"
     )

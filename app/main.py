@@ -8,9 +8,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 import socketio
@@ -34,6 +35,7 @@ from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError, open_store, store_url
 from app.storage.timed import TimedStore, store_histogram
 from app.transport.broadcast import BroadcastManager, direct_websocket
+from app.transport.http import try_page
 from app.transport.http.metrics import MetricsRoute, Sources, StatsLine
 from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
 from app.transport.http.routes import SessionRoutes
@@ -57,6 +59,19 @@ HANDLER_CANCELLATION = True
 ADMIN_UI_ORIGIN = "https://admin.socket.io"
 
 
+def listed_or_own(origins: list[str]) -> Callable[[str | None, dict[str, Any]], bool]:
+    """Socket.IO's origin check: a listed origin, or the server's own (its try-it page)."""
+    listed = set(origins)
+
+    def allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None or origin in listed:
+            return True
+        hosts = {environ.get("HTTP_HOST"), environ.get("HTTP_X_FORWARDED_HOST")}
+        return urlsplit(origin).netloc in hosts - {None}
+
+    return allowed
+
+
 def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.AsyncServer:
     origins = settings.allowed_origins()
     if settings.admin_ui_password and origins != "*":
@@ -64,7 +79,7 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=origins,
+        cors_allowed_origins=origins if origins == "*" else listed_or_own(origins),
         max_http_buffer_size=settings.max_message_bytes,
         json=OrjsonPackets,
     )
@@ -238,6 +253,8 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     SessionRoutes(sessions, settings, guard.address_of).register(app)
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
+    if settings.try_page:
+        try_page.register(app)
     stats = StatsLine(sources)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app[EVENTS_KEY] = events

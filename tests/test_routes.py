@@ -549,7 +549,7 @@ async def test_health_reports_ok_with_a_timestamp(server: RunningServer) -> None
     ("method", "path"),
     [
         ("GET", "/api/nope"),
-        ("GET", "/"),
+        ("GET", "/nope"),
         ("POST", "/api/sessions/ROOM1/files/extra"),
         ("DELETE", "/api/sessions/ROOM1/extra"),
     ],
