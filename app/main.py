@@ -74,12 +74,15 @@ def listed_or_own(origins: list[str]) -> Callable[[str | None, dict[str, Any]], 
 
 def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.AsyncServer:
     origins = settings.allowed_origins()
-    if settings.admin_ui_password and origins != "*":
-        origins = [*origins, ADMIN_UI_ORIGIN]  # the Admin UI's origin only when it is on
+    check: str | Callable[[str | None, dict[str, Any]], bool] = "*"
+    if not isinstance(origins, str):
+        if settings.admin_ui_password:
+            origins = [*origins, ADMIN_UI_ORIGIN]  # the Admin UI's origin only when it is on
+        check = listed_or_own(origins)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=origins if origins == "*" else listed_or_own(origins),
+        cors_allowed_origins=check,
         max_http_buffer_size=settings.max_message_bytes,
         json=OrjsonPackets,
     )
