@@ -77,3 +77,15 @@ def test_a_text_line_has_one_timestamp_and_its_tags_before_any_traceback() -> No
     assert first.count(":") == 3  # hh:mm:ss and the logger's colon: one timestamp
     assert trace[0] == "Traceback (most recent call last):"
     assert stream.getvalue().splitlines()[-1].endswith("WARNING test.logs: about nobody")
+
+
+def test_the_sqlite_driver_never_logs_its_statements() -> None:
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        logs.configure("DEBUG", "text")
+        assert not logging.getLogger("aiosqlite").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("app").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])

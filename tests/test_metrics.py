@@ -88,6 +88,7 @@ async def test_the_figures_move_with_traffic(tmp_path: Path) -> None:
                 during, "codecollab_store_operation_seconds_count", operation="save", outcome="ok"
             ),
         }
+        assert value(during, "codecollab_events_sent_total", event="codeUpdate") >= 3
         assert moved["joins"] == 2
         assert moved["code changes"] == 4  # three accepted, one refused
         assert moved["refused"] == 1

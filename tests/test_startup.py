@@ -164,6 +164,9 @@ def test_listening_is_said_once_the_port_answers(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+    # A clean shutdown says what it wrote and how long it took.
+    assert process.stderr is not None
+    assert "stopped: 0 room writes in " in process.stderr.read()
 
 
 def test_a_store_server_down_at_start_up_is_waited_for(tmp_path: Path) -> None:

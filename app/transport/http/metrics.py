@@ -70,6 +70,10 @@ class ServerCollector(Collector):
             src.events.received,
         )  # fmt: skip
         yield _by_label(
+            "codecollab_events_sent", "Events sent (a broadcast counts once), by name", "event",
+            src.events.notifier.sent,
+        )  # fmt: skip
+        yield _by_label(
             "codecollab_events_unknown", "Client events nobody serves", "event",
             src.events.unknown,
         )  # fmt: skip
