@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import engineio.payload
 import redis.asyncio as redis
 import socketio
 from aiohttp import web
@@ -57,6 +58,7 @@ HANDLER_CANCELLATION = True
 
 
 ADMIN_UI_ORIGIN = "https://admin.socket.io"
+MAX_POLL_PACKETS = 1000  # packets in one long-polling POST
 
 
 def listed_or_own(origins: list[str]) -> Callable[[str | None, dict[str, Any]], bool]:
@@ -86,6 +88,10 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
         max_http_buffer_size=settings.max_message_bytes,
         json=OrjsonPackets,
     )
+    # A browser's long-polling POST carries every packet queued since the last one (a typist
+    # on a slow link: dozens); python-engineio drops a payload of more than 16 whole, silently.
+    # The body stays bounded by max_http_buffer_size.
+    engineio.payload.Payload.max_decode_packets = MAX_POLL_PACKETS
     drivers = dict(sio.eio._async)
     drivers["translate_request"] = whole_bodies(drivers["translate_request"])
     if not settings.websocket_compression:

@@ -7,11 +7,13 @@ character, an emoji as 12 bytes); the server must read each body whole.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from app.storage.records import MAIN_FILE_ID
@@ -104,3 +106,40 @@ async def test_a_whiteboard_snapshot_and_a_chat_message_at_their_limits_arrive_i
         session = await stored_session(server)
         assert session["whiteboardElements"] == snapshot
         assert session["messages"][-1]["message"] == message
+
+
+async def test_a_long_polling_post_of_many_packets_delivers_every_one(tmp_path: Path) -> None:
+    """A browser's POST carries every packet queued since the last one: 40 cursor moves in
+    one body all arrive (python-engineio's default drops more than 16, silently)."""
+    settings = fast_settings(tmp_path, rate_cursor_per_second=1000, rate_cursor_burst=1000)
+    async with running_server(settings) as server:
+        watcher = Client(["websocket"])
+        await watcher.connect(server.urls[0])
+        try:
+            assert (await watcher.join(ROOM, "Watcher", "u-watcher"))["ok"]
+            base = server.urls[0] + "/socket.io/?EIO=4&transport=polling"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(base) as answer:
+                    sid = json.loads((await answer.text())[1:])["sid"]
+                url = f"{base}&sid={sid}"
+
+                async def post(*packets: str) -> None:
+                    async with http.post(url, data="\x1e".join(packets)) as answer:
+                        assert answer.status == 200, await answer.text()
+
+                await post("40")
+                async with http.get(url) as answer:
+                    assert (await answer.text()).startswith("40")
+                join = {"roomId": ROOM, "userName": "Poller", "userId": None}
+                await post("42" + json.dumps(["joinRoom", join]))
+                await watcher.next("userJoined")
+                moves = [
+                    "42" + json.dumps(["cursorMove", {"roomId": ROOM, "position": n}])
+                    for n in range(40)
+                ]
+                await post(*moves)
+                await watcher.next("cursorUpdate", 40)
+                assert [u["position"] for u in watcher.events["cursorUpdate"]] == list(range(40))
+                await post("41")
+        finally:
+            await watcher.close()

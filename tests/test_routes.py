@@ -385,6 +385,40 @@ async def test_a_stale_auto_save_never_undoes_typing(tmp_path: Path) -> None:
             await ann.close()
 
 
+async def test_an_auto_save_of_a_text_its_editor_sent_earlier_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Ann's change merged with Bob's: the text Ann sent was never the room's. Her editor's
+    auto-save of it a moment later (on her process or another) undoes nothing of Bob's."""
+    async with running_server(fast_settings(tmp_path)) as server:
+        ann = await Client().connect(server.urls[0])
+        bob = await Client().connect(server.urls[-1])
+        try:
+            assert (await ann.join("SENT", "Ann", "user-ann"))["ok"] is True
+            assert (await bob.join("SENT", "Bob", "user-bob"))["ok"] is True
+            first = await ann.call("codeChange", {"roomId": "SENT", "code": "x\n"})
+            base = first["version"]
+            assert (
+                await bob.call(
+                    "codeChange", {"roomId": "SENT", "code": "x\nB\n", "baseVersion": base}
+                )
+            )["ok"]
+            merged = await ann.call(
+                "codeChange", {"roomId": "SENT", "code": "A\nx\n", "baseVersion": base}
+            )
+            assert merged["ok"] and merged["code"] == "A\nx\nB\n"
+            for process in (0, len(server.urls) - 1):
+                status, body = await server.http(
+                    "POST", "/api/sessions/SENT/update", process=process, json={"code": "A\nx\n"}
+                )
+                assert status == 200, body
+                status, body = await server.http("GET", "/api/sessions/SENT", process=process)
+                assert body["session"]["code"] == "A\nx\nB\n", process
+        finally:
+            await ann.close()
+            await bob.close()
+
+
 async def test_a_rest_update_is_answered_once_stored_whoever_writes_the_room(
     tmp_path: Path,
 ) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from app.config import Settings
 from app.domain.deltas import op_to_changes
 from app.domain.errors import BaseTooOld, NotInRoom, StoreUnavailable
+from app.domain.merge import digest
 from app.domain.ot import Op, diff, op_from_json, op_to_json
 from app.domain.ports import LogEntry, Notifier
 from app.domain.room import Document, Member, Room
@@ -158,7 +159,7 @@ class Editing:
                 if rebased.text == doc.text and new_language is None:
                     break  # it changes nothing: nothing to order
                 room.check_text(doc_id, rebased.text)
-                entry = {
+                entry: dict[str, Any] = {
                     "k": "text",
                     "d": doc_id,
                     "op": op_to_json(rebased.op),
@@ -167,6 +168,8 @@ class Editing:
                     "l": new_language,
                     "f": as_file,
                 }
+                if self.rooms.log is not None:  # what it sent: stale as an auto-save anywhere
+                    entry["h"] = digest(sent)
                 if await self.rooms.order(room, entry):
                     break
             change = room.apply_text(
@@ -195,6 +198,8 @@ class Editing:
         body = entry.body
         doc = room.ensure_doc(body["d"])
         room.apply_op(doc, op_from_json(body["op"]), entry.version, body["s"], self.rooms.now(room))
+        if isinstance(sent := body.get("h"), int):
+            doc.history.remember_sent(sent)
         language = body.get("l")
         if language and language != room.language:
             room.replace_language(language, self.rooms.now(room))

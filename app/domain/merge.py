@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from hashlib import blake2b
 
 from app.domain.ot import (
     Op,
@@ -53,7 +54,12 @@ Chain = Callable[[], list[Op]]
 # Rank of a base in a tie: candidates from the client's stream (own, given) beat rebuilt
 # history texts; within each, the newer wins.
 STREAM, HISTORY = 1, 0
-HELD_TEXTS = 10_000  # texts a room held that a REST save of changes nothing (by hash)
+HELD_TEXTS = 10_000  # texts held or sent that a REST save of changes nothing (by digest)
+
+
+def digest(text: str) -> int:
+    """A text's fingerprint, the same in every process (Python's hash() is not)."""
+    return int.from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest())
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,9 @@ class TextHistory:
         if min_versions < 1 or min_seconds < 0:
             raise ValueError("min_versions must be >= 1 and min_seconds >= 0")
         # Texts a REST save of is stale (see rebase_rest): `stale`, the first text, and the
-        # last HELD_TEXTS texts the room held, by hash (a text is not kept for it).
-        self._pinned = {hash(t) for t in (*stale, text)}
+        # last HELD_TEXTS texts the room held or a connection sent, by digest (a text is not
+        # kept for it).
+        self._pinned = {digest(t) for t in (*stale, text)}
         self._held: dict[int, None] = {}
         self._text = text
         self._version = version
@@ -389,12 +396,13 @@ class TextHistory:
 
     def rebase_rest(self, sent: str) -> Rebased | None:
         """A whole text from outside (a REST save): None if the room held it before (at a
-        kept version, among its last HELD_TEXTS texts, or first) or a connection sent it last
-        (an editor's auto-save of a text since typed over), else merged from the closest kept
-        room text."""
+        kept version, among its last HELD_TEXTS texts, or first) or a connection sent it (an
+        editor's auto-save of a text it has sent already, since typed over), else merged from
+        the closest kept room text."""
         if any(state.sent == sent for state in self._authors.values()):
             return None
-        if hash(sent) in self._pinned or hash(sent) in self._held:
+        fingerprint = digest(sent)
+        if fingerprint in self._pinned or fingerprint in self._held:
             return None
         # Each kept text is rebuilt once, newest first, and only the closest so far is kept
         # (one text in memory, whatever the history holds). An edit costs at least the
@@ -420,6 +428,7 @@ class TextHistory:
             raise ValueError("the history changed since this change was rebased")
         self._append(version, rebased._op, rebased.text, rebased._author)
         if rebased._author is not None:
+            self.remember_sent(digest(rebased._sent))
             self._authors[rebased._author] = _AuthorState(
                 version,
                 rebased._sent,
@@ -433,6 +442,8 @@ class TextHistory:
     def note(self, rebased: Rebased) -> None:
         """A rebased change that changed nothing: remember what its author sent."""
         fresh = rebased._owner is self._token and rebased._from_version == self._version
+        if rebased._author is not None:
+            self.remember_sent(digest(rebased._sent))
         if fresh and rebased._author is not None:
             self._authors[rebased._author] = _AuthorState(
                 self._version, rebased._sent, rebased._bridge, rebased.base_version, rebased.caret
@@ -518,13 +529,17 @@ class TextHistory:
             text = apply(invert(op), text)
         return text
 
-    def _append(self, version: int, op: Op, text: str, author: str | None) -> None:
-        self._entries.append(_Entry(version, op, author, self._clock()))
+    def remember_sent(self, fingerprint: int) -> None:
+        """A connection sent the text of this digest (here, or on another process)."""
         held = self._held
-        held.pop(hash(self._text), None)
-        held[hash(self._text)] = None  # the text this version replaces, newest last
+        held.pop(fingerprint, None)
+        held[fingerprint] = None  # newest last
         if len(held) > HELD_TEXTS:
             del held[next(iter(held))]
+
+    def _append(self, version: int, op: Op, text: str, author: str | None) -> None:
+        self._entries.append(_Entry(version, op, author, self._clock()))
+        self.remember_sent(digest(self._text))  # the text this version replaces
         self._version = version
         self._text = text
 

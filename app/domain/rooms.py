@@ -335,7 +335,12 @@ class Rooms:
         """Cluster mode: a process stopped renewing its lease: its sockets dropped."""
         for room in list(self.rooms.values()):
             for sid, member in list(room.remote.items()):
-                if member.process == process:
+                if member.process != process:
+                    continue
+                if room.present_twin(member) is not None:
+                    # Its person is back already (rejoined elsewhere): no departure at all.
+                    self.replicate(room, {"k": "leave", "sid": sid, "quiet": True})
+                else:
                     self.replicate(room, {"k": "away", "sid": sid, "of": process})
 
     def remote_processes(self) -> set[str]:
