@@ -97,11 +97,26 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     if not settings.websocket_compression:
         drivers["websocket"] = direct_websocket(manager, settings.max_message_bytes)
     sio.eio._async = drivers
-    if settings.admin_ui_password:
-        login = {"username": settings.admin_ui_username, "password": settings.admin_ui_password}
-        sio.instrument(auth=login, mode="production", read_only=True)
-    answer_polls_on_close(sio.eio)  # after instrument(), which sets its own handler
     return sio
+
+
+def instrument_admin_ui(
+    app: web.Application, sio: socketio.AsyncServer, settings: Settings
+) -> None:
+    """The Socket.IO Admin UI, when ADMIN_UI_PASSWORD is set. instrument() patches
+    python-engineio's socket class: the patch is undone, and its statistics stop, when the
+    app stops."""
+    if not settings.admin_ui_password:
+        return
+    login = {"username": settings.admin_ui_username, "password": settings.admin_ui_password}
+    admin = sio.instrument(auth=login, mode="production", read_only=True)
+
+    async def uninstrument(app: web.Application) -> None:
+        if admin.stop_stats_event is not None:
+            admin.stop_stats_event.set()
+        admin.uninstrument()
+
+    app.on_cleanup.append(uninstrument)
 
 
 def shared_windows(settings: Settings) -> Storage | None:
@@ -232,6 +247,8 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         ],
     )
     sio.attach(app)
+    instrument_admin_ui(app, sio, settings)
+    answer_polls_on_close(sio.eio)  # after instrument(), which sets a handler of its own
     store_seconds = store_histogram()
     timed = TimedStore(store, store_seconds)  # what the domain uses: every operation timed
     writer = DebouncedWriter(
