@@ -115,8 +115,13 @@ class RunningServer:
                 return rooms.room_of[sid]
         return None
 
-    async def flush(self, room_id: str, within: float = WAIT) -> bool:
-        """Wait until the store holds what every process has applied to the room."""
+    async def flush(self, room_id: str, within: float | None = None) -> bool:
+        """Wait until the store holds what every process has applied to the room (cluster
+        mode: a process that does not hold the room's write lease may wait for it to run
+        out, when its holder has nothing to write)."""
+        if within is None:
+            lease = self.app[ROOMS_KEY].settings.cluster_writer_lease_seconds
+            within = WAIT + (lease if len(self.apps) > 1 else 0.0)
         for app in self.apps:
             room = app[ROOMS_KEY].rooms.get(room_id)
             if room is not None and not await app[WRITER_KEY].flush(room, within=within):
