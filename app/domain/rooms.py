@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app import logs
 from app.clock import utc_now
 from app.config import Settings
 from app.domain.errors import (
@@ -290,6 +291,7 @@ class Rooms:
         room = self.rooms.get(room_id)
         if room is None:
             return
+        logs.about(room=room_id)
         async with room.lock:
             self.apply(room, entries)
 
