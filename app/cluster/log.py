@@ -149,6 +149,12 @@ class RedisRoomLog:
         self._changed.set()
         return entries
 
+    async def since(self, room_id: str, after: str | None) -> list[LogEntry]:
+        try:
+            return await self._read(_keys(room_id)[1], after or "0-0")
+        except RedisError as error:
+            raise self._unavailable(error) from error
+
     def close(self, room_id: str) -> None:
         if self._following.pop(room_id, None) is not None:
             self._changed.set()

@@ -79,6 +79,10 @@ class RoomLog(Protocol):
         store has no such session): the entries not in that stored state yet (all kept ones:
         the caller skips what it holds). None: the stored session is being deleted."""
 
+    async def since(self, room_id: str, after: str | None) -> list[LogEntry]:
+        """The room's entries after `after` (None: all kept), read now (not followed).
+        Raises ClusterUnavailable."""
+
     def close(self, room_id: str) -> None:
         """Stop following the room (it left this process's memory)."""
 

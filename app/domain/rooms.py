@@ -295,6 +295,16 @@ class Rooms:
         async with room.lock:
             self.apply(room, entries)
 
+    async def catch_up(self, room: Room) -> None:
+        """Cluster mode: apply what the room's log holds beyond what the follower brought so
+        far, so that a read answers every change acknowledged anywhere before it. Redis
+        unreachable: the room as this process has it."""
+        if self.log is None or room.log_id is None:
+            return  # one process, or nothing read from the log yet (the follower starts it)
+        with contextlib.suppress(ClusterUnavailable):
+            async with room.lock:
+                self.apply(room, await self.log.since(room.room_id, room.log_id))
+
     async def write_now(self, room: Room) -> None:
         """Have the room written without waiting for the debounce (cluster mode: by whichever
         process holds its write lease; a `write` entry in its log asks them all)."""

@@ -166,6 +166,7 @@ class Sessions:
             with contextlib.suppress(ClusterUnavailable):
                 room = await self.rooms.open(room_id, create=False)
         if room is not None:
+            await self.rooms.catch_up(room)
             if reader is not None:
                 room.served.append((reader, room.version))
             return room.snapshot(), room
