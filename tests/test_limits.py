@@ -13,8 +13,8 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ import pytest
 import socketio
 
 from app.main import SIO_KEY
-from tests.support import Client, RunningServer, fast_settings, running_server
+from tests.support import Client, RunningServer, fast_settings
+from tests.support import serving as connected
 
 ROOM = "LIMITS"
 OTHER_ROOM = "LIMITS-OTHER"
@@ -42,21 +43,11 @@ def socket_id(client: Client) -> str:
     return str(client.sio.get_sid("/"))
 
 
-@asynccontextmanager
-async def serving(
+def serving(
     tmp_path: Path, count: int = 0, **overrides: Any
-) -> AsyncIterator[tuple[RunningServer, list[Client]]]:
-    """A server with these settings and `count` connected websocket clients."""
-    settings = fast_settings(tmp_path, **{**ROOMY, **overrides})
-    async with running_server(settings) as server:
-        clients = [Client() for _ in range(count)]
-        try:
-            for client in clients:
-                await client.connect(server.url)
-            yield server, clients
-        finally:
-            for client in clients:
-                await client.close()
+) -> AbstractAsyncContextManager[tuple[RunningServer, list[Client]]]:
+    """A server with these settings (abuse limits roomy) and `count` websocket clients."""
+    return connected(fast_settings(tmp_path, **{**ROOMY, **overrides}), count)
 
 
 async def wait_for(client: Client, event: str, matches: Callable[[Any], bool]) -> Any:

@@ -65,26 +65,17 @@ class ServerCollector(Collector):
         connections.add_metric(["polling"], len(sockets) - upgraded)
         yield connections
 
-        yield _by_label(
-            "codecollab_events_received", "Client events received", "event",
-            src.events.received,
-        )  # fmt: skip
-        yield _by_label(
-            "codecollab_events_sent", "Events sent (a broadcast counts once), by name", "event",
-            src.events.notifier.sent,
-        )  # fmt: skip
-        yield _by_label(
-            "codecollab_events_unknown", "Client events nobody serves", "event",
-            src.events.unknown,
-        )  # fmt: skip
-        yield _by_label(
-            "codecollab_events_refused", "Client events refused, by error code", "code",
-            src.events.refused,
-        )  # fmt: skip
-        yield _by_label(
-            "codecollab_events_rate_limited", "Client events dropped over their rate",
-            "family", src.events.rate_limited,
-        )  # fmt: skip
+        events = src.events
+        for name, documentation, label, counts in (
+            ("received", "Client events received", "event", events.received),
+            ("sent", "Events sent (a broadcast counts once), by name", "event",
+             events.notifier.sent),
+            ("unknown", "Client events nobody serves", "event", events.unknown),
+            ("refused", "Client events refused, by error code", "code", events.refused),
+            ("rate_limited", "Client events dropped over their rate", "family",
+             events.rate_limited),
+        ):  # fmt: skip
+            yield _by_label(f"codecollab_events_{name}", documentation, label, counts)
 
         manager = src.events.notifier.manager
         deliveries = CounterMetricFamily(
