@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_ORIGINS = [f"http://localhost:{port}" for port in range(5173, 5178)]
@@ -163,6 +163,39 @@ class Settings(BaseSettings):
         default=None,
         description="serve /metrics only to `Authorization: Bearer <token>` (enables it)",
     )
+    auth_mode: Literal["open", "optional", "required"] = Field(
+        default="open",
+        description="open: the room id is the key; optional: tokens make owners and private "
+        "rooms; required: every socket and REST call needs a token",
+    )
+    jwt_secret: str | None = Field(
+        default=None, description="HS256 key of the tokens (the original backend's JWT_SECRET)"
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None, description="RS256/ES256 tokens: where their public keys are (JWKS)"
+    )
+    jwt_jwks_cache_seconds: float = Field(
+        default=300.0, gt=0, description="how long keys fetched from JWT_JWKS_URL are kept"
+    )
+    jwt_issuer: str | None = Field(default=None, description="set: tokens must have this `iss`")
+    jwt_audience: str | None = Field(default=None, description="set: tokens must have this `aud`")
+    jwt_leeway_seconds: float = Field(
+        default=0.0, ge=0, le=300, description="clock skew allowed on `exp` and `nbf`"
+    )
+    admin_token: str | None = Field(
+        default=None, description="a bearer token that may do anything over REST (operators)"
+    )
+    invite_secret: str | None = Field(
+        default=None,
+        description="the key invite tokens are signed with (default: JWT_SECRET); the same on "
+        "every process",
+    )
+    max_invite_seconds: float = Field(
+        default=30 * 86400.0, gt=0, description="the longest an invite may be valid"
+    )
+    max_room_members: int = Field(
+        default=1000, ge=1, description="members (with a role) of one room"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["text", "json"] = Field(
         default="text", description="text, or json (one object per line)"
@@ -182,6 +215,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def keys_for_tokens(self) -> Settings:
+        if self.auth_mode != "open" and not (self.jwt_secret or self.jwt_jwks_url):
+            raise ValueError(f"AUTH_MODE={self.auth_mode} needs JWT_SECRET or JWT_JWKS_URL")
+        if self.auth_mode != "open" and not (self.invite_secret or self.jwt_secret):
+            raise ValueError("with JWT_JWKS_URL alone, set INVITE_SECRET (invites are signed)")
+        return self
 
     def event_rates(self) -> dict[str, tuple[float, float]]:
         """Per event family: (events per second, burst), from every `rate_<family>_*` pair."""

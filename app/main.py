@@ -29,6 +29,7 @@ from app.cluster.sockets import RedisOpenSockets
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing
+from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
 from app.domain.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
@@ -43,6 +44,7 @@ from app.transport.http.routes import SessionRoutes
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import answer_polls_on_close, whole_bodies
 from app.transport.sockets import SocketEvents
+from app.transport.tokens import Tokens
 from app.wire.packets import OrjsonPackets
 
 log = logging.getLogger(__name__)
@@ -270,13 +272,15 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         places=cluster.places if cluster else None,
     )
     editing = Editing(rooms, notifier, settings)
+    gate, tokens = Gate(rooms, notifier), Tokens(settings)
     events = SocketEvents(
         sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),
         Meetings(notifier, settings, cluster.roster if cluster is not None else None),
+        gate, tokens,
     )  # fmt: skip
     events.register()
-    sessions = Sessions(rooms, editing)
-    SessionRoutes(sessions, settings, guard.address_of).register(app)
+    sessions = Sessions(rooms, editing, gate)
+    SessionRoutes(sessions, settings, guard.address_of, tokens).register(app)
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
     if settings.try_page:

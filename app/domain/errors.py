@@ -80,3 +80,38 @@ class ClusterUnavailable(DomainError):
     code = "cluster_unavailable"
     status = 503
     title = "Cluster unavailable"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class ReadOnly(DomainError):
+    code = "read_only"
+    status = 403
+    title = "Read only"
+
+
+class Unauthorized(DomainError):
+    """No valid token where one is needed (`code`: which problem)."""
+
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, message: str, code: str = "unauthorized") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InviteUsed(DomainError):
+    code = "invite_used"
+    status = 409
+    title = "Invite used"
+
+
+class AccessOff(DomainError):
+    code = "access_off"
+    status = 404
+    title = "Access control is off"

@@ -41,6 +41,9 @@ class Notifier(Protocol):
     def answered(self, sid: str) -> int | None:
         """How many of its probes the socket has answered so far (None: unknown)."""
 
+    def close(self, sid: str) -> None:
+        """Disconnect this process's socket, after everything sent to it so far."""
+
     def enter(self, sid: str, group: str) -> None: ...
 
     def leave(self, sid: str, group: str) -> None: ...

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.config import Settings
+from app.domain.access import rules_of
 from app.domain.deltas import changes_to_op
 from app.domain.errors import FileNotFound, InvalidPayload, LimitExceeded
 from app.domain.merge import Rebased, TextHistory
@@ -24,6 +25,7 @@ from app.domain.streams import Stream
 from app.storage.records import (
     DEFAULT_CODE,
     MAIN_FILE_ID,
+    AccessRecord,
     ChatRecord,
     FileRecord,
     Participant,
@@ -52,6 +54,8 @@ class Member:
     spoke_language: bool = False  # it has sent a languageChange
     deltas: bool = False  # it reads every change as a delta, its own included (extension)
     process: str = ""  # cluster mode: the process whose socket it is ("": this one)
+    role: str = "editor"  # owner, editor or viewer (see access.py)
+    account: str | None = None  # the user id its token proved (None: anonymous)
 
     def stream(self, doc_id: str) -> Stream:
         stream = self.streams.get(doc_id)
@@ -151,6 +155,8 @@ class Room:
         self.version = record.version
         self.creator_name = record.creator_name
         self.creator_user_id = record.creator_user_id
+        self.access = record.access  # who may use it (None: made before access control)
+        self.fresh = False  # made here now, not loaded: its maker may own it
         self.created_at = record.created_at
         self.born = False  # cluster mode: made here, not loaded (see Rooms._first_entry)
         self.deleted = False  # its session was deleted: nothing of it is written any more
@@ -599,6 +605,13 @@ class Room:
 
     # -- persistence -----------------------------------------------------------------------
 
+    def rules(self) -> AccessRecord:
+        return rules_of(self.access, self.creator_user_id)
+
+    def local_members(self) -> list[Member]:
+        """This process's sockets in the room, present and away."""
+        return [m for m in (*self.members.values(), *self.away.values()) if not m.process]
+
     def snapshot(self) -> SessionRecord:
         return SessionRecord(
             room_id=self.room_id,
@@ -613,6 +626,7 @@ class Room:
             files=tuple(doc.record() for doc in self.files()),
             active_file=self.active_file,
             whiteboard=self.whiteboard,
+            access=self.access,
             created_at=self.created_at,
             last_activity=self.last_activity,
             expires_at=self.expires_at,

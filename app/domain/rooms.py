@@ -202,7 +202,7 @@ class Rooms:
                     record = self._new_record(room_id, self.clock())
                     loaded = Room(record, self.settings, self.monotonic)
                     loaded.changes += 1  # a new session must reach the store
-                    loaded.born = True
+                    loaded.born = loaded.fresh = True
                 room = self.rooms[room_id] = loaded
                 try:
                     await self._follow(room)
@@ -312,6 +312,14 @@ class Rooms:
             with contextlib.suppress(ClusterUnavailable):  # the debounce writes it anyway
                 async with room.lock:
                     await self.order(room, {"k": "write"}, versioned=False)
+
+    async def persist(self, room: Room) -> None:
+        """Answer a change once it is stored (cluster mode: by the room's writer, maybe
+        another process, which the room's log asks to write now)."""
+        await self.write_now(room)
+        within = self.settings.chat_store_timeout_seconds
+        if not await self.writer.flush(room, within=within):
+            raise StoreUnavailable("The session store did not answer in time; retrying")
 
     def replicate(self, room: Room, body: dict[str, Any]) -> asyncio.Task[None] | None:
         """Cluster mode: tell the other processes what already happened here (presence)."""
@@ -460,7 +468,11 @@ class Rooms:
         user_id: str | None,
         address: str,
         round_trip: float = 0.0,
+        role: str = "editor",
+        account: str | None = None,
     ) -> Arrival:
+        """`role` and `account`: what access.py found the joiner may do, and who its token
+        proved it is."""
         previous = self._joining.get(sid)
         if previous is not None:
             await asyncio.shield(previous)
@@ -471,7 +483,8 @@ class Rooms:
             if self.places is not None and sid not in room.members:
                 await self._take_place(room, Member(sid, name, user_id, self.clock(), address))
             arrival = self._enter(sid, room, name, user_id, address)
-            arrival.member.round_trip = round_trip
+            member = arrival.member
+            member.round_trip, member.role, member.account = round_trip, role, account
         finally:
             done.set_result(None)
             if self._joining.get(sid) is done:
@@ -604,6 +617,13 @@ class Rooms:
         if room is None or member is None:
             raise NotInRoom(f"You have not joined room {room_id}")
         return room, member
+
+    async def settled(self, sid: str) -> tuple[Room, Member] | None:
+        """The socket's room and membership, once a join it sent is done."""
+        joining = self._joining.get(sid)
+        if joining is not None:
+            await asyncio.shield(joining)
+        return self.room_of_socket(sid)
 
     def room_of_socket(self, sid: str) -> tuple[Room, Member] | None:
         room = self.rooms.get(self.room_of.get(sid, ""))

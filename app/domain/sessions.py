@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from app.domain.access import Identity, Need, rules_of
 from app.domain.editing import Editing
 from app.domain.errors import (
     ClusterUnavailable,
     FileNotFound,
+    Forbidden,
     SessionExists,
     SessionNotFound,
     StoreUnavailable,
 )
+from app.domain.gate import Gate
 from app.domain.room import Room
 from app.domain.rooms import Rooms
 from app.storage import StoreError
@@ -53,9 +56,14 @@ class Sessions:
     """Every operation goes through the live room when there is one, so the debounced writer
     can never later overwrite what REST changed."""
 
-    def __init__(self, rooms: Rooms, editing: Editing) -> None:
+    def __init__(self, rooms: Rooms, editing: Editing, gate: Gate) -> None:
         self.rooms = rooms
         self.editing = editing
+        self.gate = gate
+        self.policy = gate.policy
+
+    def _allow(self, room: Room, who: Identity | None, need: Need) -> None:
+        self.policy.check(room.rules(), who, need, room.room_id)
 
     async def create(
         self,
@@ -64,9 +72,23 @@ class Sessions:
         creator_user_id: str | None,
         code: str | None,
         language: str | None,
+        who: Identity | None = None,
     ) -> Room:
-        """Create a session, or complete one its creator's join already made."""
+        """Create a session, or complete one its creator's join already made. With access
+        control, a token's user creates it as themselves, and owns it."""
+        if who is not None and not who.admin:
+            if creator_user_id is not None and creator_user_id != who.user_id:
+                raise Forbidden("creatorUserId is not the user of your token")
+            creator_user_id = who.user_id
         room = await self.rooms.open(room_id, create=True)
+        await self.gate.establish(room, who)
+        owner = room.rules().owner
+        if (
+            self.policy.enforced
+            and owner is not None
+            and self.policy.role(room.rules(), who) != "owner"
+        ):
+            raise SessionExists(f"Session {room_id} already exists")
         async with room.lock:
             if room.creator_name is None:
                 # Cluster mode: another process's create may come first in the room's log
@@ -86,24 +108,20 @@ class Sessions:
             merge=False,
         )
         await self.editing.add_participants(room, [(creator_user_id, creator_name)])
-        await self.persist(room)
+        await self.rooms.persist(room)
         return room
 
-    async def persist(self, room: Room) -> None:
-        """A REST change is answered once it is stored (cluster mode: by the room's writer,
-        maybe another process, which the room's log asks to write now)."""
-        await self.rooms.write_now(room)
-        within = self.rooms.settings.chat_store_timeout_seconds
-        if not await self.rooms.writer.flush(room, within=within):
-            raise StoreUnavailable("The session store did not answer in time; retrying")
-
-    async def delete(self, room_id: str) -> Room | None:
+    async def delete(self, room_id: str, who: Identity | None = None) -> Room | None:
         """Delete the stored session; a live room is dropped. The dropped room, if any.
 
         Cluster mode: the room's log says `deleted` first (every process drops its copy and
         refuses further changes), then this process waits for the room's write lease, so that
         no write of another process lands after the deletion."""
         rooms = self.rooms
+        if self.policy.enforced:
+            record, _ = await self.record(room_id)
+            rules = rules_of(record.access, record.creator_user_id)
+            self.policy.check(rules, who, "own", room_id)
         live = False
         if rooms.log is not None:
             live = await rooms.log.delete(room_id)  # ClusterUnavailable: nothing happened
@@ -126,8 +144,13 @@ class Sessions:
             rooms.tell_deleted(room)
         return room
 
-    async def sessions_of(self, user_id: str, *, limit: int) -> list[SessionSummary]:
-        """The user's unexpired sessions, as creator or participant, newest activity first."""
+    async def sessions_of(
+        self, user_id: str, *, limit: int, who: Identity | None = None
+    ) -> list[SessionSummary]:
+        """The user's unexpired sessions, as creator or participant, newest activity first
+        (with access control: only to that user, or an admin)."""
+        if self.policy.enforced and (who is None or not (who.admin or who.user_id == user_id)):
+            raise Forbidden("Only that user may list their sessions")
         try:
             return await self.rooms.store.list_for_user(
                 user_id, now=self.rooms.clock(), limit=limit
@@ -155,7 +178,7 @@ class Sessions:
         return None
 
     async def record(
-        self, room_id: str, reader: str | None = None
+        self, room_id: str, reader: str | None = None, who: Identity | None = None
     ) -> tuple[SessionRecord, Room | None]:
         """The session as it is now: the live room's state, else the stored one. A live
         room remembers which version it served to the `reader`'s address (an editor that
@@ -167,19 +190,28 @@ class Sessions:
                 room = await self.rooms.open(room_id, create=False)
         if room is not None:
             await self.rooms.catch_up(room)
+            self._allow(room, who, "read")
             if reader is not None:
                 room.served.append((reader, room.version))
             return room.snapshot(), room
         record = await self.rooms.load_record(room_id)
         if record is None:
             raise SessionNotFound(f"Session {room_id} not found")
+        rules = rules_of(record.access, record.creator_user_id)
+        self.policy.check(rules, who, "read", room_id)
         return record, None
 
     async def session(
-        self, room_id: str, *, before: int | None, limit: int, reader: str | None = None
+        self,
+        room_id: str,
+        *,
+        before: int | None,
+        limit: int,
+        reader: str | None = None,
+        who: Identity | None = None,
     ) -> tuple[SessionRecord, list[ChatRecord]]:
         """A session as it is now (live state first) with a page of its chat, oldest first."""
-        record, room = await self.record(room_id, reader)
+        record, room = await self.record(room_id, reader, who)
         try:
             messages = await self.rooms.store.list_messages(room_id, before=before, limit=limit)
         except StoreError as error:
@@ -203,10 +235,12 @@ class Sessions:
         language: str | None,
         participants: list[tuple[str | None, str]],
         file_id: str | None = None,
+        who: Identity | None = None,
     ) -> None:
         """Apply a REST update through the live room. `code` is the text of `file_id` when
         that names another file of the room (the current client sends its active file)."""
         room = await self.rooms.open(room_id, create=False)
+        self._allow(room, who, "write")
         doc = room.main
         if file_id is not None and file_id != MAIN_FILE_ID:
             named = room.docs.get(file_id)
@@ -216,23 +250,28 @@ class Sessions:
                 code = None  # opened locally): its text is not the main text's, left alone
         await self.editing.replace_text(room, doc, code, language)
         await self.editing.add_participants(room, participants)  # touches the session anyway
-        await self.persist(room)
+        await self.rooms.persist(room)
 
     # -- files -------------------------------------------------------------------------------
 
-    async def files(self, room_id: str, reader: str | None = None) -> tuple[FileRecord, ...]:
-        record, _ = await self.record(room_id, reader)
+    async def files(
+        self, room_id: str, reader: str | None = None, who: Identity | None = None
+    ) -> tuple[FileRecord, ...]:
+        record, _ = await self.record(room_id, reader, who)
         return with_main_content(record)
 
-    async def file(self, room_id: str, file_id: str, reader: str | None = None) -> FileRecord:
-        for entry in await self.files(room_id, reader):
+    async def file(
+        self, room_id: str, file_id: str, reader: str | None = None, who: Identity | None = None
+    ) -> FileRecord:
+        for entry in await self.files(room_id, reader, who):
             if entry.file_id == file_id:
                 return entry
         raise FileNotFound("No file found with this file ID")
 
-    async def save_file(self, room_id: str, entry: FileEntry) -> None:
+    async def save_file(self, room_id: str, entry: FileEntry, who: Identity | None = None) -> None:
         """Create or replace a file entry; its text goes through the room like any change."""
         room = await self.rooms.open(room_id, create=False)
+        self._allow(room, who, "write")
         doc = room.docs.get(entry.file_id)
         if doc is None or not doc.listed:
             room.check_new_text(entry.file_id, entry.content)  # a refused save makes no file
@@ -247,9 +286,10 @@ class Sessions:
             uploaded_by=entry.uploaded_by,
             uploader_name=entry.uploader_name,
         )
-        await self.persist(room)
+        await self.rooms.persist(room)
 
-    async def delete_file(self, room_id: str, file_id: str) -> None:
+    async def delete_file(self, room_id: str, file_id: str, who: Identity | None = None) -> None:
         room = await self.rooms.open(room_id, create=False)
+        self._allow(room, who, "write")
         await self.editing.delete_file(room, file_id)
-        await self.persist(room)
+        await self.rooms.persist(room)

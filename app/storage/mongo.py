@@ -14,6 +14,7 @@ from app.config import Settings
 from app.storage import StoreError
 from app.storage.records import (
     MAIN_FILE_ID,
+    AccessRecord,
     ChatRecord,
     FileRecord,
     Participant,
@@ -54,6 +55,8 @@ def _session_document(record: SessionRecord) -> Document:
         "whiteboardJson": None
         if record.whiteboard is None
         else orjson.dumps(record.whiteboard).decode(),
+        # As JSON text too: user ids are keys of its member map.
+        "accessJson": None if record.access is None else record.access.model_dump_json(),
         "createdAt": record.created_at,
         "lastActivity": record.last_activity,
         "expiresAt": record.expires_at,
@@ -62,6 +65,10 @@ def _session_document(record: SessionRecord) -> Document:
 
 def _whiteboard(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def _access(text: str | None) -> AccessRecord | None:
+    return None if text is None else AccessRecord.model_validate_json(text)
 
 
 def _file_document(f: FileRecord) -> Document:
@@ -115,6 +122,7 @@ def _session_record(doc: Mapping[str, Any], version: int) -> SessionRecord:
         files=tuple(_file_record(f) for f in doc.get("files") or []),
         active_file=doc.get("activeFile"),
         whiteboard=_whiteboard(doc.get("whiteboardJson")),
+        access=_access(doc.get("accessJson")),
         created_at=_utc(doc["createdAt"]),
         last_activity=_utc(doc["lastActivity"]),
         expires_at=_utc(doc["expiresAt"]),

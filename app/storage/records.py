@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,22 @@ class FileRecord(Record):
     version: int = 0  # the room version of its last change
 
 
+GivenRole = Literal["editor", "viewer"]  # the roles an owner gives
+
+
+class AccessRecord(Record):
+    """Who may use a session (AUTH_MODE optional or required): its owner, whether anyone may
+    join (`public`, as `public_role`) or members only, each member's role, and the invites
+    used so far (invite id -> (user id, when the invite expires)), which cannot be used again."""
+
+    owner: str | None = None
+    visibility: Literal["public", "private"] = "public"
+    public_role: GivenRole = "editor"
+    viewers_chat: bool = True
+    members: dict[str, GivenRole] = {}  # user id -> role
+    used_invites: dict[str, tuple[str, datetime]] = {}
+
+
 class SessionRecord(Record):
     """A room's persisted state; `version` guards writes (newer never overwritten by older)."""
 
@@ -54,6 +70,7 @@ class SessionRecord(Record):
     files: tuple[FileRecord, ...] = ()
     active_file: str | None = None
     whiteboard: Any = None  # the latest whiteboard snapshot, any JSON value
+    access: AccessRecord | None = None  # None: made before access control (owner: creator)
     created_at: datetime
     last_activity: datetime
     expires_at: datetime

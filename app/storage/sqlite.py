@@ -19,6 +19,7 @@ from app.config import Settings
 from app.storage import StoreError
 from app.storage.records import (
     MAIN_FILE_ID,
+    AccessRecord,
     ChatRecord,
     FileRecord,
     Participant,
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     code_version INTEGER NOT NULL DEFAULT 0,
     language_version INTEGER NOT NULL DEFAULT 0,
     active_file TEXT,
-    whiteboard TEXT
+    whiteboard TEXT,
+    access TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS session_users (
@@ -79,12 +81,13 @@ CREATE TABLE IF NOT EXISTS messages (
 UPSERT_SESSION = """
 INSERT INTO sessions (room_id, code, language, version, creator_name, creator_user_id,
                       participants, created_at, last_activity, expires_at,
-                      code_version, language_version, active_file, whiteboard)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      code_version, language_version, active_file, whiteboard, access)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (room_id) DO UPDATE SET
     code = excluded.code, language = excluded.language, version = excluded.version,
     code_version = excluded.code_version, language_version = excluded.language_version,
     active_file = excluded.active_file, whiteboard = excluded.whiteboard,
+    access = excluded.access,
     creator_name = excluded.creator_name, creator_user_id = excluded.creator_user_id,
     participants = excluded.participants, created_at = excluded.created_at,
     last_activity = excluded.last_activity, expires_at = excluded.expires_at
@@ -96,7 +99,7 @@ SELECT room_id, code, language,
        max(version, coalesce((SELECT max(version) FROM messages m
                               WHERE m.room_id = s.room_id), 0)),
        creator_name, creator_user_id, participants, created_at, last_activity, expires_at,
-       code_version, language_version, active_file, whiteboard
+       code_version, language_version, active_file, whiteboard, access
 FROM sessions s WHERE room_id = ?
 """
 
@@ -200,6 +203,7 @@ class SqliteSessionStore:
             "language_version": "INTEGER NOT NULL DEFAULT 0",
             "active_file": "TEXT",
             "whiteboard": "TEXT",
+            "access": "TEXT",
         }
         for column, kind in added.items():
             if column not in columns:
@@ -267,6 +271,7 @@ class SqliteSessionStore:
             language_version=row[11],
             active_file=row[12],
             whiteboard=None if row[13] is None else orjson.loads(row[13]),
+            access=None if row[14] is None else AccessRecord.model_validate_json(row[14]),
             files=tuple(
                 FileRecord(
                     file_id=f[0],
@@ -302,6 +307,7 @@ class SqliteSessionStore:
                     record.language_version,
                     record.active_file,
                     None if record.whiteboard is None else orjson.dumps(record.whiteboard).decode(),
+                    None if record.access is None else record.access.model_dump_json(),
                 ),
             )
             if cursor.rowcount == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable
 
@@ -14,6 +15,7 @@ class SocketNotifier:
     def __init__(self, manager: BroadcastManager) -> None:
         self.manager = manager
         self.sent: dict[str, int] = {}  # deliveries by event name (metrics)
+        self._closing: set[asyncio.Future[None]] = set()
 
     def _count(self, event: str, deliveries: int) -> None:
         self.sent[event] = self.sent.get(event, 0) + deliveries
@@ -38,6 +40,11 @@ class SocketNotifier:
 
     def answered(self, sid: str) -> int | None:
         return self.manager.answered(sid)
+
+    def close(self, sid: str) -> None:
+        closing = asyncio.ensure_future(self.manager.server.disconnect(sid, namespace=NAMESPACE))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def enter(self, sid: str, group: str) -> None:
         if self.manager.is_connected(sid, NAMESPACE):

@@ -6,26 +6,31 @@ or `{ok: false, error}` with an `error` event); emitting is the notifier's job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import parse_qs
 
 import socketio
 from pydantic import ValidationError
 
 from app import logs
 from app.config import Settings
+from app.domain.access import Identity
 from app.domain.calls import Calls, Meetings
 from app.domain.editing import Editing, Upload
-from app.domain.errors import DomainError
+from app.domain.errors import DomainError, Forbidden, Unauthorized
+from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
 from app.storage.records import MAIN_FILE_ID
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import ARRIVED
+from app.transport.tokens import MAX_TOKEN_CHARS, Tokens
 from app.wire import inbound as m
 from app.wire import outbound
 from app.wire.catalog import EVENTS, Event, Relay
@@ -61,6 +66,8 @@ class SocketEvents:
         editing: Editing,
         calls: Calls,
         meetings: Meetings,
+        gate: Gate,
+        tokens: Tokens,
     ) -> None:
         self.sio = sio
         self.settings = settings
@@ -70,6 +77,11 @@ class SocketEvents:
         self.editing = editing
         self.calls = calls
         self.meetings = meetings
+        self.gate = gate
+        self.tokens = tokens
+        self.identities: dict[str, Identity] = {}  # sockets that presented a valid token
+        self.invites: dict[str, str] = {}  # an invite in the connection's `auth`
+        self.expiries: dict[str, asyncio.TimerHandle] = {}  # when each token runs out
         self.offsets: dict[str, m.ReconnectOffset] = {}  # from the connection's `auth`
         self.throttles: dict[str, ConnectionThrottle] = {}
         self.addresses: dict[str, str] = {}
@@ -111,7 +123,10 @@ class SocketEvents:
             )
             self._about(sid, data)
             try:
-                return await handler(sid, parse(event.model, data, self.settings))
+                payload = parse(event.model, data, self.settings)
+                if event.needs != "read" and self.gate.enforced:
+                    await self.gate.check(sid, event.needs)
+                return await handler(sid, payload)
             except DomainError as error:
                 return self._refuse(sid, name, error.code, error.message)
             except Exception:
@@ -164,6 +179,7 @@ class SocketEvents:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         logs.about(sid=sid)
+        who = await self._identify(environ, auth) if self.gate.enforced else None
         request = environ.get("aiohttp.request")
         address = self.guard.address_of(request)
         refusal = await self.guard.limits.connect(address)
@@ -175,12 +191,71 @@ class SocketEvents:
             self.round_trips[sid] = max(0.0, time.monotonic() - arrived)
         self.throttles[sid] = self.guard.throttle()
         self.notifier.manager.track(sid)
+        if who is not None:
+            self._hold(sid, who)
+        invite = auth.get("invite") if isinstance(auth, dict) else None
+        if self.gate.enforced and isinstance(invite, str) and invite:
+            self.invites[sid] = invite[:MAX_TOKEN_CHARS]
         offset = _offset_from_auth(auth)
         if offset is not None:
             self.offsets[sid] = offset
 
+    async def _identify(self, environ: dict[str, Any], auth: object) -> Identity | None:
+        """Who the socket is: its token, from `auth` ({token}) or the query (?token=).
+        Without one: anonymous (optional mode) or refused (required); with a bad one,
+        refused."""
+        given = auth if isinstance(auth, dict) else {}
+        token = given.get("token")
+        if not isinstance(token, str) or not token:
+            token = parse_qs(environ.get("QUERY_STRING", "")).get("token", [""])[0]
+        if not token:
+            if self.settings.auth_mode == "required":
+                raise socketio.exceptions.ConnectionRefusedError(
+                    "A token is required", {"code": "unauthorized"}
+                )
+            return None
+        try:
+            return await self.tokens.identity(token)
+        except Unauthorized as error:
+            raise socketio.exceptions.ConnectionRefusedError(
+                error.message, {"code": error.code}
+            ) from None
+
+    def _hold(self, sid: str, who: Identity) -> None:
+        """The socket is `who` until its token expires: then it is told, and disconnected."""
+        self.identities[sid] = who
+        timer = self.expiries.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
+        if who.expires_at is not None:
+            loop = asyncio.get_running_loop()
+            delay = who.expires_at + self.settings.jwt_leeway_seconds - time.time()
+            self.expiries[sid] = loop.call_later(max(0.0, delay), self._expired, sid)
+
+    def _expired(self, sid: str) -> None:
+        self.expiries.pop(sid, None)
+        self._refuse(sid, "auth", "token_expired", "Your token has expired; sign in again")
+        self.notifier.close(sid)
+
+    async def on_refresh_token(self, sid: str, p: m.RefreshToken) -> Json:
+        if not self.gate.enforced:
+            return {"ok": True}  # open mode: tokens mean nothing
+        current = self.identities.get(sid)
+        if current is None:
+            raise Forbidden("This socket has no token to refresh: connect with one")
+        who = await self.tokens.identity(p.token)
+        if who.user_id != current.user_id:
+            raise Forbidden("The new token is for another user")
+        self._hold(sid, who)
+        return {"ok": True, "expiresAt": who.expires_at}
+
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         self._about(sid, None)
+        self.identities.pop(sid, None)
+        self.invites.pop(sid, None)
+        timer = self.expiries.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
         self.offsets.pop(sid, None)
         self.throttles.pop(sid, None)
         self.round_trips.pop(sid, None)
@@ -197,7 +272,19 @@ class SocketEvents:
     async def on_join_room(self, sid: str, p: m.JoinRoom) -> Json:
         address = self.addresses.get(sid, "unknown")
         round_trip = self.round_trips.get(sid, 0.0)
-        arrival = await self.rooms.join(sid, p.roomId, p.userName, p.userId, address, round_trip)
+        user_id, role, account = p.userId, "editor", None
+        if self.gate.enforced:
+            who = self.identities.get(sid)
+            if who is not None:
+                if p.userId is not None and p.userId != who.user_id:
+                    raise Forbidden("userId is not the user of your token")
+                user_id = account = who.user_id
+            token = p.invite or self.invites.pop(sid, None)
+            invite = self.tokens.read_invite(token, p.roomId) if token else None
+            role = await self.gate.admit(p.roomId, who, invite)
+        arrival = await self.rooms.join(
+            sid, p.roomId, p.userName, user_id, address, round_trip, role=role, account=account
+        )
         room = arrival.room
         arrival.member.deltas = p.deltas
         seen = self._last_seen(sid, p)
@@ -209,6 +296,7 @@ class SocketEvents:
             "epoch": room.epoch,
             "code": room.code,
             "language": room.language,
+            **({"role": arrival.member.role} if self.gate.enforced else {}),
         }
 
     def _last_seen(self, sid: str, p: m.JoinRoom) -> tuple[int, str | None] | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.domain.access import Need
 from app.wire import inbound as m
 from app.wire import outbound
 
@@ -47,6 +48,7 @@ class Event:
     handler: str | None = None  # the name of the transport's method serving it
     relay: Relay | None = None
     args: tuple[str, ...] = ()  # positional arguments (meeting page), named as in `model`
+    needs: Need = "read"  # what the sender's role in its room must allow (access.py)
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.relay is None):
@@ -57,22 +59,29 @@ EVENTS: tuple[Event, ...] = (
     # The room, its code and chat (both client generations).
     Event("joinRoom", m.JoinRoom, "join", handler="join_room"),
     Event("leaveRoom", m.RoomEvent, "join", handler="leave_room"),
+    Event("refreshToken", m.RefreshToken, "join", handler="refresh_token"),
     Event("requestCodeState", m.RoomEvent, "join", handler="request_code_state"),
     Event("sendCodeState", m.SendCodeState, "code", handler="send_code_state"),
-    Event("codeChange", m.CodeChange, "code", handler="code_change"),
-    Event("languageChange", m.LanguageChange, "code", handler="language_change"),
-    Event("chatMessage", m.ChatMessage, "chat", handler="chat_message"),
+    Event("codeChange", m.CodeChange, "code", handler="code_change", needs="write"),
+    Event("languageChange", m.LanguageChange, "code", handler="language_change", needs="write"),
+    Event("chatMessage", m.ChatMessage, "chat", handler="chat_message", needs="chat"),
     Event("cursorMove", m.CursorMove, "cursor", relay=Relay("cursorUpdate", _cursor)),
     Event("userTyping", m.RoomEvent, "cursor", relay=Relay("userIsTyping")),
     Event("userStoppedTyping", m.RoomEvent, "cursor", relay=Relay("userStoppedTyping")),
     # Files (current generation).
-    Event("openFile", m.OpenFile, "file", handler="open_file"),
-    Event("changeFile", m.ChangeFile, "code", handler="change_file"),
+    Event("openFile", m.OpenFile, "file", handler="open_file", needs="write"),
+    Event("changeFile", m.ChangeFile, "code", handler="change_file", needs="write"),
     Event("requestFile", m.FileEvent, "file", handler="request_file"),
-    Event("setActiveFile", m.FileEvent, "file", handler="set_active_file"),
-    Event("uploadFile", m.UploadFile, "upload", handler="upload_file"),
+    Event("setActiveFile", m.FileEvent, "file", handler="set_active_file", needs="write"),
+    Event("uploadFile", m.UploadFile, "upload", handler="upload_file", needs="write"),
     # Whiteboard (both).
-    Event("whiteboardChange", m.WhiteboardChange, "whiteboard", handler="whiteboard_change"),
+    Event(
+        "whiteboardChange",
+        m.WhiteboardChange,
+        "whiteboard",
+        handler="whiteboard_change",
+        needs="write",
+    ),
     Event("whiteboardOpened", m.RoomEvent, "whiteboard", relay=Relay("whiteboardOpenedByUser")),
     Event("whiteboardClosed", m.RoomEvent, "whiteboard", relay=Relay("whiteboardClosedByUser")),
     # Calls, screen share and hands in the editor (older generation).

@@ -6,7 +6,7 @@ Limits come from `Settings`, given as the validation context (the defaults witho
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -127,6 +127,7 @@ Version = Annotated[StrictInt, Field(ge=0, le=MAX_NUMBER)]
 SocketId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 ShortText = Annotated[Text, Field(max_length=255)]
 Epoch = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Token = Annotated[StrictStr, Field(min_length=1, max_length=8192)]
 Number = Annotated[StrictInt | StrictFloat, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)]
 Cursor = Annotated[Any, _max_json("max_cursor_bytes", "position")]
 Signal = Annotated[Any, _max_json("max_signal_bytes", "signal")]
@@ -152,6 +153,13 @@ class JoinRoom(RoomEvent):
     lastSeenVersion: Version | None = None
     epoch: Epoch | None = None
     deltas: StrictBool = False  # extension: it reads and sends changes instead of texts
+    invite: Token | None = None  # extension: an invite to this room, used up by this join
+
+
+class RefreshToken(Payload):
+    """Extension: a fresh token for the socket's user, before its current one expires."""
+
+    token: Token
 
 
 class ReconnectOffset(RoomEvent):
@@ -354,3 +362,30 @@ class MessagesQuery(BaseModel):
 
     before: Annotated[int, Field(ge=0, le=MAX_NUMBER)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 200
+
+
+# -- access control (AUTH_MODE optional and required) --------------------------------------
+
+RoleName = Literal["editor", "viewer"]
+
+
+class MemberBody(Payload):
+    userId: UserId
+    role: RoleName
+
+
+class AccessBody(Payload):
+    """PUT /api/sessions/:roomId/access: the room's rules; what is left out stays as it is
+    (`members`, when given, is the whole list)."""
+
+    visibility: Literal["public", "private"] | None = None
+    publicRole: RoleName | None = None
+    viewersCanChat: StrictBool | None = None
+    members: Annotated[list[MemberBody], Field(max_length=10_000)] | None = None
+
+
+class InviteBody(Payload):
+    """POST /api/sessions/:roomId/invites."""
+
+    role: RoleName = "editor"
+    expiresIn: Annotated[StrictInt | StrictFloat, Field(gt=0)] = 7 * 86400.0

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.clock import iso
 from app.storage.records import (
+    AccessRecord,
     ChatRecord,
     FileRecord,
     Participant,
@@ -203,3 +204,44 @@ class SavedFileAnswer(Answer):
     success: Literal[True] = True
     message: str
     fileId: str
+
+
+class MemberOut(Answer):
+    userId: str
+    role: Literal["editor", "viewer"]
+
+
+class AccessOut(Answer):
+    roomId: str
+    owner: str | None = Field(description="The user who made the session (null: nobody)")
+    visibility: Literal["public", "private"]
+    publicRole: Literal["editor", "viewer"] = Field(
+        description="The role of anyone who joins a public room without one of their own"
+    )
+    viewersCanChat: bool
+    members: list[MemberOut]
+
+    @classmethod
+    def of(cls, room_id: str, rules: AccessRecord) -> AccessOut:
+        return cls(
+            roomId=room_id,
+            owner=rules.owner,
+            visibility=rules.visibility,
+            publicRole=rules.public_role,
+            viewersCanChat=rules.viewers_chat,
+            members=[
+                MemberOut(userId=user, role=role) for user, role in sorted(rules.members.items())
+            ],
+        )
+
+
+class AccessAnswer(Answer):
+    success: Literal[True] = True
+    access: AccessOut
+
+
+class InviteAnswer(Answer):
+    success: Literal[True] = True
+    token: str = Field(description="Present once, in joinRoom's `invite` or Socket.IO `auth`")
+    role: Literal["editor", "viewer"]
+    expiresAt: IsoTime

@@ -10,9 +10,12 @@ from pydantic import ValidationError
 
 from app.clock import iso, utc_now
 from app.config import Settings
-from app.domain.errors import InvalidPayload
+from app.domain.access import Identity
+from app.domain.errors import AccessOff, InvalidPayload, Unauthorized
 from app.domain.sessions import FileEntry, Sessions, with_main_content
 from app.transport.http.answers import (
+    AccessAnswer,
+    AccessOut,
     Answer,
     CreatedAnswer,
     CreatedSession,
@@ -21,6 +24,7 @@ from app.transport.http.answers import (
     FileOut,
     FilesAnswer,
     HealthAnswer,
+    InviteAnswer,
     ReadyAnswer,
     SavedFileAnswer,
     SessionAnswer,
@@ -30,9 +34,12 @@ from app.transport.http.answers import (
 )
 from app.transport.http.middleware import error_response, json_response
 from app.transport.http.openapi import openapi_document
+from app.transport.tokens import Tokens
 from app.wire.inbound import (
     ROOM_ID_PATTERN,
+    AccessBody,
     CreateSessionBody,
+    InviteBody,
     MessagesQuery,
     SaveFileBody,
     UpdateSessionBody,
@@ -51,11 +58,32 @@ class SessionRoutes:
     """Handlers of /api/*; a live room is always read and changed through memory first."""
 
     def __init__(
-        self, sessions: Sessions, settings: Settings, address_of: Callable[[web.Request], str]
+        self,
+        sessions: Sessions,
+        settings: Settings,
+        address_of: Callable[[web.Request], str],
+        tokens: Tokens,
     ) -> None:
         self.sessions = sessions
+        self.gate = sessions.gate
         self.settings = settings
         self.address_of = address_of  # the client's address (behind trusted proxies too)
+        self.tokens = tokens
+
+    async def _who(self, request: web.Request, *, needed: bool = False) -> Identity | None:
+        """Who sends the request (access control on): the user of its bearer token, an admin
+        (ADMIN_TOKEN), or anonymous (None; only where the mode and the route allow it)."""
+        if not self.gate.enforced:
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            if needed or self.settings.auth_mode == "required":
+                raise Unauthorized("Send a token: Authorization: Bearer <token>")
+            return None
+        if self.tokens.admin(token):
+            return Identity("admin", admin=True)
+        return await self.tokens.identity(token)
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/openapi.json", self.openapi)
@@ -71,6 +99,9 @@ class SessionRoutes:
         app.router.add_get(files, self.list_files)
         app.router.add_get(files + "/{fileId:[^/]+}", self.get_file)
         app.router.add_delete(files + "/{fileId:[^/]+}", self.delete_file)
+        app.router.add_get("/api/sessions/{roomId:[^/]+}/access", self.get_access)
+        app.router.add_put("/api/sessions/{roomId:[^/]+}/access", self.put_access)
+        app.router.add_post("/api/sessions/{roomId:[^/]+}/invites", self.create_invite)
 
     def _room_id(self, request: web.Request) -> str:
         room_id = request.match_info["roomId"]
@@ -111,7 +142,12 @@ class SessionRoutes:
             )
         body = parse(CreateSessionBody, data, self.settings)
         room = await self.sessions.create(
-            body.roomId, body.creatorName, body.creatorUserId, body.code, body.language
+            body.roomId,
+            body.creatorName,
+            body.creatorUserId,
+            body.code,
+            body.language,
+            await self._who(request),
         )
         session = CreatedSession(
             roomId=room.room_id, expiresAt=iso(room.expires_at), createdAt=iso(room.created_at)
@@ -124,7 +160,11 @@ class SessionRoutes:
         room_id = self._room_id(request)
         query = self._query(MessagesQuery, request)
         record, messages = await self.sessions.session(
-            room_id, before=query.before, limit=query.limit, reader=self.address_of(request)
+            room_id,
+            before=query.before,
+            limit=query.limit,
+            reader=self.address_of(request),
+            who=await self._who(request),
         )
         session = SessionOut.of(record, messages, with_main_content(record))
         return answer(SessionAnswer(session=session))
@@ -139,18 +179,22 @@ class SessionRoutes:
         room_id = self._room_id(request)
         body = parse(UpdateSessionBody, await self._json(request), self.settings)
         participants = [(p.userId, p.name) for p in body.participants or []]
-        await self.sessions.update(room_id, body.code, body.language, participants, body.fileId)
+        who = await self._who(request)
+        await self.sessions.update(
+            room_id, body.code, body.language, participants, body.fileId, who
+        )
         return answer(DoneAnswer(message="Session updated successfully"))
 
     async def delete(self, request: web.Request) -> web.Response:
-        await self.sessions.delete(self._room_id(request))
+        await self.sessions.delete(self._room_id(request), await self._who(request))
         return answer(DoneAnswer(message="Session deleted successfully"))
 
     async def list_for_user(self, request: web.Request) -> web.Response:
         user_id = request.match_info["userId"]
         if len(user_id) > self.settings.max_user_id_length:
             raise InvalidPayload("userId in the path is too long")
-        summaries = await self.sessions.sessions_of(user_id, limit=USER_SESSIONS_LIMIT)
+        who = await self._who(request, needed=True)
+        summaries = await self.sessions.sessions_of(user_id, limit=USER_SESSIONS_LIMIT, who=who)
         return answer(UserSessionsAnswer(sessions=[SummaryOut.of(s) for s in summaries]))
 
     # -- files -----------------------------------------------------------------------------
@@ -176,19 +220,74 @@ class SessionRoutes:
             uploaded_by=body.uploadedBy or "anonymous",
             uploader_name=body.uploaderName or "Anonymous",
         )
-        await self.sessions.save_file(room_id, entry)
+        await self.sessions.save_file(room_id, entry, await self._who(request))
         return answer(SavedFileAnswer(message="File saved successfully", fileId=body.fileId))
 
     async def list_files(self, request: web.Request) -> web.Response:
-        files = await self.sessions.files(self._room_id(request), self.address_of(request))
+        room_id = self._room_id(request)
+        who = await self._who(request)
+        files = await self.sessions.files(room_id, self.address_of(request), who)
         return answer(FilesAnswer(files=[FileOut.of(f) for f in files]))
 
     async def get_file(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        file = await self.sessions.file(room_id, self._file_id(request), self.address_of(request))
+        file_id, who = self._file_id(request), await self._who(request)
+        file = await self.sessions.file(room_id, file_id, self.address_of(request), who)
         return answer(FileAnswer(file=FileOut.of(file)))
 
     async def delete_file(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        await self.sessions.delete_file(room_id, self._file_id(request))
+        file_id = self._file_id(request)
+        await self.sessions.delete_file(room_id, file_id, await self._who(request))
         return answer(DoneAnswer(message="File deleted successfully"))
+
+    # -- access (AUTH_MODE optional and required) -------------------------------------------
+
+    def _access_on(self) -> None:
+        if not self.gate.enforced:
+            raise AccessOff("Access control is off (AUTH_MODE=open): the room id is the key")
+
+    async def get_access(self, request: web.Request) -> web.Response:
+        self._access_on()
+        room_id = self._room_id(request)
+        room = await self.gate.rules(room_id, await self._who(request))
+        return answer(AccessAnswer(access=AccessOut.of(room_id, room.rules())))
+
+    async def put_access(self, request: web.Request) -> web.Response:
+        self._access_on()
+        room_id = self._room_id(request)
+        body = parse(AccessBody, await self._json(request), self.settings)
+        who = await self._who(request)
+        current = (await self.gate.rules(room_id, who)).rules()
+        members = current.members
+        if body.members is not None:
+            members = {m.userId: m.role for m in body.members if m.userId != current.owner}
+            if len(members) > self.settings.max_room_members:
+                limit = self.settings.max_room_members
+                raise InvalidPayload(f"A room has at most {limit} members")
+        rules = current.model_copy(
+            update={
+                "visibility": body.visibility or current.visibility,
+                "public_role": body.publicRole or current.public_role,
+                "viewers_chat": current.viewers_chat
+                if body.viewersCanChat is None
+                else body.viewersCanChat,
+                "members": members,
+            }
+        )
+        room = await self.gate.change(room_id, who, rules)
+        return answer(AccessAnswer(access=AccessOut.of(room_id, room.rules())))
+
+    async def create_invite(self, request: web.Request) -> web.Response:
+        self._access_on()
+        room_id = self._room_id(request)
+        body = parse(InviteBody, await self._json(request), self.settings)
+        if body.expiresIn > self.settings.max_invite_seconds:
+            limit = self.settings.max_invite_seconds
+            raise InvalidPayload(f"expiresIn is at most {limit:g} seconds")
+        invite = await self.gate.invite(
+            room_id, await self._who(request), body.role, body.expiresIn
+        )
+        token = self.tokens.sign_invite(invite)
+        expires = iso(invite.expires_at)
+        return answer(InviteAnswer(token=token, role=invite.role, expiresAt=expires), status=201)
