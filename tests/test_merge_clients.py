@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.domain.editing import Editing
+from app.domain.gate import Gate
 from app.domain.ot import (
     Builder,
     Op,
@@ -88,6 +89,9 @@ class Notifier:
 
     def broadcast(self, group: str, event: str, *args: object, skip: str | None = None) -> None:
         self.send([sid for sid in self.groups.get(group, []) if sid != skip], event, *args)
+
+    def close(self, sid: str) -> None:
+        pass
 
     def enter(self, sid: str, group: str) -> None:
         self.groups.setdefault(group, []).append(sid)
@@ -308,7 +312,7 @@ class Simulation:
             monotonic=lambda: self.now,
         )
         self.editing = Editing(self.rooms, self.notifier, self.settings)
-        self.sessions = Sessions(self.rooms, self.editing)
+        self.sessions = Sessions(self.rooms, self.editing, Gate(self.rooms, self.notifier))
         self.clients = [
             MODELS[kind](chr(ord("a") + i), lambda: self.now, self.random.uniform(0.025, 0.075),
                          self.random)

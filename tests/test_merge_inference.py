@@ -56,6 +56,9 @@ class Inboxes:
     def answered(self, sid: str) -> int | None:
         return self.answers[sid]
 
+    def close(self, sid: str) -> None:
+        pass
+
     def enter(self, sid: str, group: str) -> None:
         self.groups[group].append(sid)
 

@@ -119,7 +119,7 @@ class Sessions:
         no write of another process lands after the deletion."""
         rooms = self.rooms
         if self.policy.enforced:
-            record, _ = await self.record(room_id)
+            record, _ = await self.record(room_id, who=who)
             rules = rules_of(record.access, record.creator_user_id)
             self.policy.check(rules, who, "own", room_id)
         live = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -47,6 +47,9 @@ from app.wire.inbound import (
 from app.wire.validation import describe, parse
 
 USER_SESSIONS_LIMIT = 10
+# The request's Identity (absent: anonymous, or access control off).
+CALLER = web.RequestKey("caller", Identity)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READY_TIMEOUT_SECONDS = 2.0
 
 
@@ -85,7 +88,23 @@ class SessionRoutes:
             return Identity("admin", admin=True)
         return await self.tokens.identity(token)
 
+    @web.middleware
+    async def identify(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Who calls a session route, known before anything else is looked at (required
+        mode: nothing answers a request without a valid token but 401)."""
+        if request.path.startswith("/api/sessions"):
+            listing = request.path.startswith("/api/sessions/user/")
+            who = await self._who(request, needed=listing)
+            if who is not None:
+                request[CALLER] = who
+        return await handler(request)
+
+    @staticmethod
+    def _caller(request: web.Request) -> Identity | None:
+        return request.get(CALLER)
+
     def register(self, app: web.Application) -> None:
+        app.middlewares.append(self.identify)
         app.router.add_get("/api/openapi.json", self.openapi)
         app.router.add_get("/api/health", self.health)
         app.router.add_get("/api/ready", self.ready)
@@ -147,7 +166,7 @@ class SessionRoutes:
             body.creatorUserId,
             body.code,
             body.language,
-            await self._who(request),
+            self._caller(request),
         )
         session = CreatedSession(
             roomId=room.room_id, expiresAt=iso(room.expires_at), createdAt=iso(room.created_at)
@@ -164,7 +183,7 @@ class SessionRoutes:
             before=query.before,
             limit=query.limit,
             reader=self.address_of(request),
-            who=await self._who(request),
+            who=self._caller(request),
         )
         session = SessionOut.of(record, messages, with_main_content(record))
         return answer(SessionAnswer(session=session))
@@ -179,21 +198,21 @@ class SessionRoutes:
         room_id = self._room_id(request)
         body = parse(UpdateSessionBody, await self._json(request), self.settings)
         participants = [(p.userId, p.name) for p in body.participants or []]
-        who = await self._who(request)
+        who = self._caller(request)
         await self.sessions.update(
             room_id, body.code, body.language, participants, body.fileId, who
         )
         return answer(DoneAnswer(message="Session updated successfully"))
 
     async def delete(self, request: web.Request) -> web.Response:
-        await self.sessions.delete(self._room_id(request), await self._who(request))
+        await self.sessions.delete(self._room_id(request), self._caller(request))
         return answer(DoneAnswer(message="Session deleted successfully"))
 
     async def list_for_user(self, request: web.Request) -> web.Response:
         user_id = request.match_info["userId"]
         if len(user_id) > self.settings.max_user_id_length:
             raise InvalidPayload("userId in the path is too long")
-        who = await self._who(request, needed=True)
+        who = self._caller(request)
         summaries = await self.sessions.sessions_of(user_id, limit=USER_SESSIONS_LIMIT, who=who)
         return answer(UserSessionsAnswer(sessions=[SummaryOut.of(s) for s in summaries]))
 
@@ -220,25 +239,25 @@ class SessionRoutes:
             uploaded_by=body.uploadedBy or "anonymous",
             uploader_name=body.uploaderName or "Anonymous",
         )
-        await self.sessions.save_file(room_id, entry, await self._who(request))
+        await self.sessions.save_file(room_id, entry, self._caller(request))
         return answer(SavedFileAnswer(message="File saved successfully", fileId=body.fileId))
 
     async def list_files(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        who = await self._who(request)
+        who = self._caller(request)
         files = await self.sessions.files(room_id, self.address_of(request), who)
         return answer(FilesAnswer(files=[FileOut.of(f) for f in files]))
 
     async def get_file(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
-        file_id, who = self._file_id(request), await self._who(request)
+        file_id, who = self._file_id(request), self._caller(request)
         file = await self.sessions.file(room_id, file_id, self.address_of(request), who)
         return answer(FileAnswer(file=FileOut.of(file)))
 
     async def delete_file(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
         file_id = self._file_id(request)
-        await self.sessions.delete_file(room_id, file_id, await self._who(request))
+        await self.sessions.delete_file(room_id, file_id, self._caller(request))
         return answer(DoneAnswer(message="File deleted successfully"))
 
     # -- access (AUTH_MODE optional and required) -------------------------------------------
@@ -250,14 +269,14 @@ class SessionRoutes:
     async def get_access(self, request: web.Request) -> web.Response:
         self._access_on()
         room_id = self._room_id(request)
-        room = await self.gate.rules(room_id, await self._who(request))
+        room = await self.gate.rules(room_id, self._caller(request))
         return answer(AccessAnswer(access=AccessOut.of(room_id, room.rules())))
 
     async def put_access(self, request: web.Request) -> web.Response:
         self._access_on()
         room_id = self._room_id(request)
         body = parse(AccessBody, await self._json(request), self.settings)
-        who = await self._who(request)
+        who = self._caller(request)
         current = (await self.gate.rules(room_id, who)).rules()
         members = current.members
         if body.members is not None:
@@ -285,9 +304,7 @@ class SessionRoutes:
         if body.expiresIn > self.settings.max_invite_seconds:
             limit = self.settings.max_invite_seconds
             raise InvalidPayload(f"expiresIn is at most {limit:g} seconds")
-        invite = await self.gate.invite(
-            room_id, await self._who(request), body.role, body.expiresIn
-        )
+        invite = await self.gate.invite(room_id, self._caller(request), body.role, body.expiresIn)
         token = self.tokens.sign_invite(invite)
         expires = iso(invite.expires_at)
         return answer(InviteAnswer(token=token, role=invite.role, expiresAt=expires), status=201)
