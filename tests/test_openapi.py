@@ -81,6 +81,10 @@ async def test_the_document_is_valid_openapi_3_1(server: RunningServer) -> None:
 
 
 async def test_the_document_has_a_path_for_every_route(server: RunningServer) -> None:
+    await check_every_route_is_described(server)
+
+
+async def check_every_route_is_described(server: RunningServer) -> None:
     document = await fetch_document(server)
     served = {(path, method) for path, method in app_routes(server)}
     described = {
@@ -181,10 +185,13 @@ async def call(
     body: bytes | None = None,
     json_body: Any = None,
     content_type: str = "application/json",
+    token: str | None = None,
 ) -> Any:
     """Request `path` (default: the template), expect this status, validate the answer."""
     data = json.dumps(json_body).encode() if json_body is not None else body
     headers = {"Content-Type": content_type} if data is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with (
         aiohttp.ClientSession() as http,
         http.request(
@@ -397,3 +404,63 @@ async def test_the_503_answer_of_the_session_routes_is_documented(
     assert "503" in responses, sorted(responses)
     schema = responses["503"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ErrorAnswer"}
+
+
+# -- with access control ---------------------------------------------------------------------
+
+SECRET = "an-openapi-test-secret-of-32-bytes!"
+
+
+def user_token(user: str, expires_in: float = 600) -> str:
+    import time
+
+    import jwt
+
+    return jwt.encode({"userId": user, "exp": int(time.time() + expires_in)}, SECRET, "HS256")
+
+
+ACCESS = "/api/sessions/{roomId}/access"
+INVITES = "/api/sessions/{roomId}/invites"
+
+
+@pytest.mark.parametrize("mode", ["optional", "required"])
+async def test_with_access_control_every_route_and_answer_is_documented(
+    tmp_path: Path, mode: str
+) -> None:
+    """The bearer scheme, the access routes, and 401/403 on the session routes; every answer
+    of the access routes matches its schema."""
+    async with serving(tmp_path, auth_mode=mode, jwt_secret=SECRET) as server:
+        await check_every_route_is_described(server)
+        document = await fetch_document(server)
+        validate(document, cls=OpenAPIV31SpecValidator)
+        scheme = document["components"]["securitySchemes"]["bearerAuth"]
+        assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+        get = document["paths"][SESSION]["get"]
+        anonymous_allowed = {} in get["security"]
+        assert anonymous_allowed == (mode == "optional")
+        assert {"401", "403"} <= set(get["responses"])
+        answers = Answers(document)
+        owner, other = user_token("owner"), user_token("other")
+        created = {"roomId": ROOM, "creatorName": "Owner"}
+        await call(server, answers, CREATE, "post", 201, json_body=created, token=owner)
+        path = f"/api/sessions/{ROOM}/access"
+        await call(server, answers, ACCESS, "get", 200, path=path, token=owner)
+        private = {"visibility": "private", "members": [{"userId": "ed", "role": "editor"}]}
+        await call(server, answers, ACCESS, "put", 200, path=path, json_body=private, token=owner)
+        await call(server, answers, ACCESS, "put", 400, path=path, json_body={"visibility": 1},
+                   token=owner)  # fmt: skip
+        await call(server, answers, ACCESS, "get", 403, path=path, token=user_token("ed"))
+        await call(server, answers, ACCESS, "get", 404, path=path, token=other)
+        await call(server, answers, ACCESS, "get", 401, path=path, token="forged")
+        invites = f"/api/sessions/{ROOM}/invites"
+        await call(server, answers, INVITES, "post", 201, path=invites, json_body={}, token=owner)
+        await call(server, answers, INVITES, "post", 400, path=invites,
+                   json_body={"role": "owner"}, token=owner)  # fmt: skip
+        await call(server, answers, INVITES, "post", 403, path=invites, json_body={},
+                   token=user_token("ed"))  # fmt: skip
+        await call(server, answers, SESSION, "get", 404, path=f"/api/sessions/{ROOM}", token=other)
+        await call(server, answers, SESSION, "get", 401, path=f"/api/sessions/{ROOM}",
+                   token=user_token("owner", expires_in=-60))  # fmt: skip
+        await call(server, answers, SESSION, "delete", 403, path=f"/api/sessions/{ROOM}",
+                   token=user_token("ed"))  # fmt: skip
+        await call(server, answers, USER, "get", 403, path="/api/sessions/user/owner", token=other)

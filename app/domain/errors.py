@@ -110,8 +110,3 @@ class InviteUsed(DomainError):
     status = 409
     title = "Invite used"
 
-
-class AccessOff(DomainError):
-    code = "access_off"
-    status = 404
-    title = "Access control is off"

@@ -9,18 +9,26 @@ from pydantic.json_schema import models_json_schema
 
 from app.config import Settings
 from app.transport.http.answers import (
+    AccessAnswer,
     CreatedAnswer,
     DoneAnswer,
     ErrorAnswer,
     FileAnswer,
     FilesAnswer,
     HealthAnswer,
+    InviteAnswer,
     ReadyAnswer,
     SavedFileAnswer,
     SessionAnswer,
     UserSessionsAnswer,
 )
-from app.wire.inbound import CreateSessionBody, SaveFileBody, UpdateSessionBody
+from app.wire.inbound import (
+    AccessBody,
+    CreateSessionBody,
+    InviteBody,
+    SaveFileBody,
+    UpdateSessionBody,
+)
 
 REF = "#/components/schemas/{model}"
 ROOM_ID = {
@@ -65,9 +73,10 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         CreateSessionBody, UpdateSessionBody, SaveFileBody, ErrorAnswer, SessionAnswer,
         CreatedAnswer, DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
-        FilesAnswer, FileAnswer, SavedFileAnswer,
+        FilesAnswer, FileAnswer, SavedFileAnswer, AccessBody, InviteBody, AccessAnswer,
+        InviteAnswer,
     ]  # fmt: skip
-    bodies = (CreateSessionBody, UpdateSessionBody, SaveFileBody)
+    bodies = (CreateSessionBody, UpdateSessionBody, SaveFileBody, AccessBody, InviteBody)
     _, schemas = models_json_schema(
         [(model, "validation" if model in bodies else "serialization") for model in models],
         ref_template=REF,
@@ -147,9 +156,76 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
                           "503": _json(ReadyAnswer, "The store is unavailable")},
         }},
     }  # fmt: skip
-    return {
+    components: dict[str, Any] = {"schemas": schemas["$defs"]}
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Collaborative code editing server", "version": "1.0.0"},
         "paths": paths,
-        "components": {"schemas": schemas["$defs"]},
+        "components": components,
     }
+    if limits.auth_mode != "open":
+        paths.update(_access_paths())
+        _secure(document, required=limits.auth_mode == "required")
+    return document
+
+
+def _access_paths() -> dict[str, Any]:
+    """The routes of access control (AUTH_MODE optional and required; else they answer 404)."""
+    owner_only = {
+        "403": "Not the session's owner",
+        "404": "No such session, or one you may not see",
+    }
+    return {
+        "/api/sessions/{roomId}/access": {
+            "parameters": [ROOM_ID],
+            "get": {
+                "summary": "Who may use the session: owner, visibility, members' roles (owner)",
+                "responses": {"200": _json(AccessAnswer, "The session's rules")}
+                | _errors("400", "429", "503", **owner_only),
+            },
+            "put": {
+                "summary": "Change who may use the session; live sockets follow within a "
+                "second (owner)",
+                "requestBody": _body(AccessBody),
+                "responses": {"200": _json(AccessAnswer, "The session's new rules")}
+                | _errors("400", "413", "415", "429", "503", **owner_only),
+            },
+        },
+        "/api/sessions/{roomId}/invites": {
+            "parameters": [ROOM_ID],
+            "post": {
+                "summary": "An invite token: one joiner, once, gets its role (owner)",
+                "requestBody": _body(InviteBody),
+                "responses": {"201": _json(InviteAnswer, "The invite")}
+                | _errors("400", "413", "415", "429", "503", **owner_only),
+            },
+        },
+    }
+
+
+def _secure(document: dict[str, Any], *, required: bool) -> None:
+    """Access control on: the bearer scheme, on every session route (optional mode: a request
+    without a token is anonymous, except for listing a user's sessions)."""
+    document["components"]["securitySchemes"] = {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A JWT of the app's users (HS256 with JWT_SECRET, or RS256/ES256 "
+            "from JWT_JWKS_URL), or ADMIN_TOKEN",
+        }
+    }
+    for path, item in document["paths"].items():
+        if not path.startswith("/api/sessions"):
+            continue
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            named = required or path.startswith("/api/sessions/user/")
+            operation["security"] = [{"bearerAuth": []}] if named else [{}, {"bearerAuth": []}]
+            operation["responses"].setdefault(
+                "401", _json(ErrorAnswer, "No valid token (missing, expired or forged)")
+            )
+            operation["responses"].setdefault(
+                "403", _json(ErrorAnswer, "Your role does not allow this")
+            )
