@@ -21,7 +21,13 @@ import pytest
 from app.clock import utc_now
 from app.storage import StoreError
 from app.storage.mongo import MongoSessionStore
-from app.storage.records import ChatRecord, Participant, SessionRecord, SessionSummary
+from app.storage.records import (
+    AccessRecord,
+    ChatRecord,
+    Participant,
+    SessionRecord,
+    SessionSummary,
+)
 from app.storage.sqlite import SqliteSessionStore
 
 pytest_plugins = ("tests.store_backends",)
@@ -138,6 +144,27 @@ async def test_save_then_load_round_trips_every_field(store: Any) -> None:
     moments = [loaded.created_at, loaded.last_activity, loaded.expires_at]
     moments += [t for p in loaded.participants for t in (p.joined_at, p.last_seen)]
     assert all(m.utcoffset() == timedelta(0) for m in moments), "datetimes come back in UTC"
+
+
+async def test_a_sessions_access_rules_round_trip(store: Any) -> None:
+    """Who may use a session: owner, visibility, members (user ids with dots and dollars,
+    which MongoDB refuses as field names) and used invites, read back exactly."""
+    now = utc_now()
+    rules = AccessRecord(
+        owner="owner-1",
+        visibility="private",
+        public_role="viewer",
+        viewers_chat=False,
+        members={"a.b@example.com": "editor", "$weird": "viewer"},
+        used_invites={"inv-1": ("a.b@example.com", now + timedelta(days=1))},
+    )
+    record = session("access-1", 1, now=now).model_copy(update={"access": rules})
+    assert await store.save(record)
+    loaded = await store.load("access-1")
+    assert loaded is not None and loaded.access == rules
+    plain = session("access-2", 1, now=now)
+    assert await store.save(plain)
+    assert (await store.load("access-2")).access is None  # made before access control
 
 
 async def test_save_refuses_an_older_version(store: Any) -> None:
