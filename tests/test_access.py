@@ -20,7 +20,7 @@ import socketio
 from aiohttp import web
 
 from app.config import Settings
-from app.main import ROOMS_KEY
+from app.main import EVENTS_KEY, ROOMS_KEY
 from app.storage.records import DEFAULT_CODE
 from app.wire.catalog import EVENTS
 from tests.support import (
@@ -268,7 +268,7 @@ SAMPLES: dict[str, Any] = {
     "ice-candidate": {"roomId": ROOM, "to": "{owner}", "candidate": {"c": "x"}},
     "userLeftCall": {"roomId": ROOM},
     "checkRoomCallStatus": {"roomId": ROOM},
-    "media-track-ended": {"roomId": ROOM, "kind": "video"},
+    "media-track-ended": {"roomId": ROOM, "to": "{owner}", "kind": "video"},
     "userReadyForScreenShare": {"roomId": ROOM},
     "screenShareStarted": {"roomId": ROOM},
     "screenShareStopped": {"roomId": ROOM},
@@ -357,7 +357,10 @@ async def test_every_event_answers_as_the_role_table_says(
 @pytest.mark.parametrize("mode", ["optional", "required"])
 @pytest.mark.parametrize("who", ["anonymous", "other user"])
 async def test_outsiders_cannot_join_a_private_room(tmp_path: Path, mode: str, who: str) -> None:
-    async with running_server(settings_for(tmp_path, mode)) as server, private_room(server):
+    async with (
+        running_server(settings_for(tmp_path, mode)) as server,
+        private_room(server) as owner,
+    ):
         if who == "anonymous" and mode == "required":
             with pytest.raises(socketio.exceptions.ConnectionError):
                 await connect(server, None)
@@ -366,8 +369,19 @@ async def test_outsiders_cannot_join_a_private_room(tmp_path: Path, mode: str, w
         try:
             answer = await outsider.join(ROOM, "Outsider", None if who == "anonymous" else OTHER)
             assert answer["ok"] is False and answer["error"]["code"] == "forbidden"
-            code = await outsider.sio.call("codeChange", {"roomId": ROOM, "code": "x"})
-            assert code["ok"] is False and code["error"]["code"] == "not_in_room"
+            before = room_state(server)
+            heard = len(owner.order)
+            for event in EVENTS:  # every room event: refused, nothing changes, nobody hears
+                sample = SAMPLES[event.name]
+                if sample is None or isinstance(sample, tuple):
+                    continue  # the meeting page's events name no editor room
+                data = filled(sample, "outsider", owner.sid)
+                answer = await outsider.sio.call(event.name, data, timeout=WAIT)
+                assert answer["ok"] is False, (event.name, answer)
+                assert answer["error"]["code"] == "not_in_room", (event.name, answer)
+            await owner.quiet()
+            assert room_state(server) == before
+            assert owner.order[heard:] == []
             assert server.rooms.rooms[ROOM].code == DEFAULT_CODE
             assert outsider.sid not in server.rooms.rooms[ROOM].members
         finally:
@@ -648,6 +662,7 @@ async def test_a_removed_member_is_disconnected_within_a_second(tmp_path: Path) 
             await asyncio.wait_for(editor.closed.wait(), 1.0)
             assert time.monotonic() - started < 1.0
             assert (await owner.next("userLeft"))["userName"] == "Editor"
+            assert server.app[EVENTS_KEY].gate.revoked == 1
             again = await connect(server, token(EDITOR))
             try:
                 answer = await again.join(ROOM, "Editor")

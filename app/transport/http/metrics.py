@@ -116,6 +116,11 @@ class ServerCollector(Collector):
             sum(len(room.outbox) for room in rooms),
         )  # fmt: skip
         yield _gauge("codecollab_ready", "1 when the store answers", self.ready)
+        yield _counter(
+            "codecollab_access_revoked",
+            "Sockets put out of a room by a change of its access rules",
+            src.sessions.gate.revoked,
+        )
 
         cluster = src.cluster
         if cluster is not None:
