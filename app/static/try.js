@@ -17,12 +17,15 @@ const room = params.get("room");
 const name = params.get("name") || "Guest " + Math.floor(Math.random() * 1000);
 const $ = (id) => document.getElementById(id);
 const editor = $("code");
-const state = { base: 0, joined: false, inFlight: 0, acked: 0, waiting: null };
+const state = { base: 0, joined: false, inFlight: 0, acked: 0, waiting: null, ended: null };
 
 $("room").textContent = room;
 $("name").textContent = name;
 
-const socket = io({ transports: ["websocket", "polling"] });
+// With access control on: `?token=` (a user's JWT) and `?invite=` (an invite to this room).
+const credentials = {};
+for (const key of ["token", "invite"]) if (params.get(key)) credentials[key] = params.get(key);
+const socket = io({ transports: ["websocket", "polling"], auth: credentials });
 
 function status(text) {
   $("status").textContent = text;
@@ -83,20 +86,34 @@ socket.on("connect", () => {
     state.base = answer.version;
     show(answer.code);
     $("language").value = answer.language;
-    editor.disabled = false;
+    editor.disabled = answer.role === "viewer";
     state.joined = true;
-    status("connected");
-    const reply = await fetch("/api/sessions/" + encodeURIComponent(room));
+    status(answer.role ? "connected as " + answer.role : "connected");
+    const headers = credentials.token ? { Authorization: "Bearer " + credentials.token } : {};
+    const reply = await fetch("/api/sessions/" + encodeURIComponent(room), { headers });
     if (reply.ok) {
       $("messages").replaceChildren();
       for (const message of (await reply.json()).session.messages) addMessage(message);
     }
   });
 });
+socket.on("connect_error", (error) => {
+  if (!socket.active) status("refused: " + error.message);  // not retried (access control)
+});
+socket.on("accessChanged", (change) => {
+  editor.disabled = change.role === "viewer";
+  status("connected as " + change.role);
+});
+socket.on("error", (error) => {
+  if (error.code === "access_revoked" || error.code === "token_expired") {
+    state.ended = error.message;  // the server disconnects: no point reconnecting
+    socket.disconnect();
+  }
+});
 socket.on("disconnect", () => {
   state.joined = false;
   editor.disabled = true;
-  status("disconnected; reconnecting…");
+  status(state.ended || "disconnected; reconnecting…");
 });
 
 socket.on("roomUsers", (users) => {
