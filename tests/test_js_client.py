@@ -213,3 +213,45 @@ def test_sigterm_after_a_polling_client_left(node: str, tmp_path: Path) -> None:
         status, body = http_json(f"{server.url}/api/sessions/POLL0001")
     assert status == 200, (status, body, tail(log))
     assert body["session"]["code"] == "// typed over long-polling\n"
+
+
+def test_access_control_with_the_official_client(node: str, tmp_path: Path) -> None:
+    """Required mode with socket.io-client: a forged token is refused at connect, a viewer on
+    long-polling sees an owner's keystrokes and cannot type, and is put out within a second
+    when the owner's rules leave it no access."""
+    import time
+
+    import jwt
+
+    secret = "an-e2e-secret-of-at-least-32-bytes!"
+
+    def token(user: str, key: str = secret) -> str:
+        claims = {"userId": user, "exp": int(time.time()) + 600}
+        claims.update(iss="prepmate-api", aud="prepmate-client")
+        return jwt.encode(claims, key, algorithm="HS256")
+
+    settings = base_settings(tmp_path) | {
+        "AUTH_MODE": "required",
+        "JWT_SECRET": secret,
+        "JWT_ISSUER": "prepmate-api",
+        "JWT_AUDIENCE": "prepmate-client",
+    }
+    log = tmp_path / "server.log"
+    forged = token("u-owner", "not-the-secret-not-the-secret-not-it")
+    with server_process(settings, log) as server:
+        code, stdout, stderr = run_node(
+            node, "access.mjs", server.url, "ACCESS1", token("u-owner"), token("u-viewer"),
+            forged, timeout=30,
+        )  # fmt: skip
+    assert code == 0, (stdout, stderr, tail(log))
+    report = json.loads(stdout)
+    assert report["forged"] == "invalid_token"
+    assert (report["ownerRole"], report["viewerRole"]) == ("owner", "viewer")
+    assert report["madePrivate"] == 200
+    assert report["viewerSaw"] == "typed by the owner"
+    assert report["viewerChange"] == "read_only"
+    assert report["revocation"] == "access_revoked"
+    assert report["disconnectReason"] == "io server disconnect"
+    assert report["revokedWithinMs"] < 1000
+    assert report["code"] == "typed by the owner"
+    assert "Traceback" not in log.read_text(errors="replace"), tail(log)
