@@ -754,3 +754,61 @@ async def test_dates_are_iso_with_milliseconds_and_z(settings: Settings) -> None
     assert len(stamps) == 13  # 2 participants (Ann, Bob), 1 message
     for stamp in stamps:
         assert ISO_MS.match(stamp), stamp
+
+
+async def test_a_warm_room_whose_session_expired_answers_410_then_404(tmp_path: Path) -> None:
+    """A room still in memory (ROOM_IDLE_SECONDS not over) whose session went idle past its
+    TTL is expired like a stored one: 410 once, then 404; a join starts a new session and
+    its acknowledgement says so."""
+    settings = fast_settings(tmp_path, session_ttl_seconds=0.5, room_idle_seconds=30)
+    async with running_server(settings) as server:
+        client = Client()
+        await client.connect(server.url)
+        try:
+            assert (await client.join("WARM", "Ann"))["ok"]
+            await client.call("codeChange", {"roomId": "WARM", "code": "typed"})
+            await client.call("leaveRoom", {"roomId": "WARM"})
+            assert await server.flush("WARM")
+            status, _ = await server.http("GET", "/api/sessions/WARM")
+            assert status == 200
+            await asyncio.sleep(0.7)
+            assert "WARM" in server.rooms.rooms  # still warm in memory
+            status, body = await server.http("GET", "/api/sessions/WARM")
+            assert status == 410, body
+            status, body = await server.http("GET", "/api/sessions/WARM")
+            assert status == 404, body
+            assert "expired" not in await client.join("WARM", "Ann")  # a new id by now
+
+            assert (await client.join("WARM2", "Ann"))["ok"]
+            await client.call("codeChange", {"roomId": "WARM2", "code": "typed"})
+            await client.call("leaveRoom", {"roomId": "WARM2"})
+            assert await server.flush("WARM2")
+            await asyncio.sleep(0.7)
+            assert "WARM2" in server.rooms.rooms
+            answer = await client.join("WARM2", "Ann")
+            assert answer["ok"] is True and answer["expired"] is True
+            assert answer["code"] == DEFAULT_CODE
+            again = Client()
+            await again.connect(server.url)
+            try:
+                assert "expired" not in await again.join("WARM2", "Bob")
+            finally:
+                await again.close()
+        finally:
+            await client.close()
+
+
+async def test_a_join_to_an_expired_stored_session_says_expired(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, session_ttl_seconds=0.3, room_idle_seconds=0.05)
+    async with running_server(settings) as server:
+        client = Client()
+        await client.connect(server.url)
+        try:
+            assert "expired" not in await client.join("COLD", "Ann")
+            await client.call("leaveRoom", {"roomId": "COLD"})
+            await asyncio.sleep(0.5)
+            assert "COLD" not in server.rooms.rooms  # unloaded, expired in the store
+            answer = await client.join("COLD", "Ann")
+            assert answer["ok"] is True and answer["expired"] is True
+        finally:
+            await client.close()

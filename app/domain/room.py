@@ -157,6 +157,7 @@ class Room:
         self.creator_user_id = record.creator_user_id
         self.access = record.access  # who may use it (None: made before access control)
         self.fresh = False  # made here now, not loaded: its maker may own it
+        self.renewed = False  # made because its session had expired (its first joiner is told)
         self.created_at = record.created_at
         self.born = False  # cluster mode: made here, not loaded (see Rooms._first_entry)
         self.deleted = False  # its session was deleted: nothing of it is written any more

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -53,6 +54,7 @@ class Arrival:
     repeated: bool  # the socket was already in this room
     resumed: bool = False  # it took the place of a dropped socket of the same person
     told: asyncio.Task[None] | None = None  # cluster mode: telling the other processes
+    expired: bool = False  # the session had expired: this join started a new one
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,16 @@ class Rooms:
             room.log_id = entries[-1].id
 
     async def open(self, room_id: str, *, create: bool) -> Room:
-        """The live room, loading it once however many callers ask at the same time."""
+        """The live room, loading it once however many callers ask at the same time. A
+        session that expired is deleted: SessionExpired, or (`create`) a new one is made,
+        marked `renewed`."""
         room = self.rooms.get(room_id)
+        renewed = False
+        if room is not None and self._lapsed(room):
+            await self._expire(room)
+            if not create:
+                raise SessionExpired(f"Session {room_id} has expired")
+            room, renewed = None, True
         if room is None:
             loading = self._loading.get(room_id)
             if loading is None:
@@ -193,7 +203,7 @@ class Rooms:
             except SessionExpired:
                 if not create:
                     raise
-                loaded = None
+                loaded, renewed = None, True
             if loaded is None and not create and not await self._in_log(room_id):
                 raise SessionNotFound(f"Session {room_id} not found")
             room = self.rooms.get(room_id)  # another caller may have registered it meanwhile
@@ -203,6 +213,7 @@ class Rooms:
                     loaded = Room(record, self.settings, self.monotonic)
                     loaded.changes += 1  # a new session must reach the store
                     loaded.born = loaded.fresh = True
+                    loaded.renewed = renewed
                 room = self.rooms[room_id] = loaded
                 try:
                     await self._follow(room)
@@ -211,6 +222,22 @@ class Rooms:
                     raise
                 self._schedule_unload(room)
         return room
+
+    def _lapsed(self, room: Room) -> bool:
+        """A room in memory whose session expired: nobody in it, no activity for its TTL."""
+        empty = not (room.members or room.away or room.remote or room.remote_away)
+        return empty and room.expires_at <= self.clock()
+
+    async def _expire(self, room: Room) -> None:
+        """Delete the expired session of a room still in memory, as a stored one is."""
+        _, dropped = self.detach(room.room_id)
+        await dropped
+        try:
+            if self.log is not None:
+                await self.log.delete(room.room_id)
+            await self.store.delete(room.room_id)
+        except StoreError as error:
+            raise StoreUnavailable(f"The session store is unavailable: {error}") from error
 
     @staticmethod
     def _first_entry(room: Room, entry_id: str) -> None:
@@ -483,6 +510,9 @@ class Rooms:
             if self.places is not None and sid not in room.members:
                 await self._take_place(room, Member(sid, name, user_id, self.clock(), address))
             arrival = self._enter(sid, room, name, user_id, address)
+            if room.renewed and not arrival.repeated:
+                room.renewed = False  # the first joiner is told its session had expired
+                arrival = dataclasses.replace(arrival, expired=True)
             member = arrival.member
             member.round_trip, member.role, member.account = round_trip, role, account
         finally:

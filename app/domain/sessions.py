@@ -184,7 +184,9 @@ class Sessions:
         room remembers which version it served to the `reader`'s address (an editor that
         restores its text over REST then types on it)."""
         room = self.rooms.rooms.get(room_id)
-        if room is None and self.rooms.log is not None:
+        if room is not None:
+            room = await self.rooms.open(room_id, create=False)  # expired: SessionExpired
+        elif self.rooms.log is not None:
             # Cluster mode: the room may be live on another process, ahead of the store.
             with contextlib.suppress(ClusterUnavailable):
                 room = await self.rooms.open(room_id, create=False)

@@ -297,6 +297,7 @@ class SocketEvents:
             "code": room.code,
             "language": room.language,
             **({"role": arrival.member.role} if self.gate.enforced else {}),
+            **({"expired": True} if arrival.expired else {}),
         }
 
     def _last_seen(self, sid: str, p: m.JoinRoom) -> tuple[int, str | None] | None:
