@@ -67,12 +67,27 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteSessionStore]:
         await store.close()
 
 
+class _AwaitedAggregate:
+    """A mongomock-motor collection whose `aggregate` is a coroutine, as in PyMongo's async
+    API (Motor's, which mongomock-motor follows, returns its cursor at once)."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def aggregate(self, pipeline: Any, **options: Any) -> Any:
+        return self._collection.aggregate(pipeline, **options)
+
+
 @asynccontextmanager
 async def open_mongomock_store() -> AsyncIterator[MongoSessionStore]:
     from mongomock_motor import AsyncMongoMockClient
 
     # A new client is a new, empty, in-process server.
     store = MongoSessionStore(AsyncMongoMockClient()[unique_database_name()])
+    store.messages = _AwaitedAggregate(store.messages)
     await store.open()
     try:
         yield store

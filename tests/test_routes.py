@@ -33,6 +33,9 @@ SESSION_KEYS = {
     "whiteboardElements",
 }
 SUMMARY_KEYS = {
+    "startedAt",
+    "messageCount",
+    "lastMessage",
     "roomId",
     "creatorName",
     "participantCount",
@@ -542,6 +545,28 @@ async def test_user_sessions_list_creator_and_participant_sessions_newest_first(
     assert (joined["creatorName"], joined["participantCount"]) == ("Cat", 2)
     assert (listed["creatorName"], listed["participantCount"]) == ("Bob", 2)
     assert await user_sessions(server, "nobody") == []
+
+
+async def test_user_sessions_show_message_count_last_message_and_start(
+    server: RunningServer,
+) -> None:
+    """The recent-sessions listing: how many messages, the last one (trimmed to 200
+    characters) and when the session started."""
+    created = await create(server, "CHATTY", "Ann", creatorUserId="user-ann")
+    await create(server, "QUIET", "Ann", creatorUserId="user-ann")
+    async with member_of(server, "CHATTY") as ann:
+        for text in ("first", "second", "x" * 300):
+            assert (await ann.call("chatMessage", {"roomId": "CHATTY", "message": text}))["ok"]
+        await ann.call("codeChange", {"roomId": "CHATTY", "code": "latest"})
+        assert await server.flush("CHATTY")
+        sessions = {s["roomId"]: s for s in await user_sessions(server, "user-ann")}
+    chatty, quiet = sessions["CHATTY"], sessions["QUIET"]
+    assert chatty["messageCount"] == 3
+    last = chatty["lastMessage"]
+    assert last["message"] == "x" * 200 and last["userName"] == "Ann"
+    assert ISO_MS.match(last["timestamp"])
+    assert chatty["startedAt"] == chatty["createdAt"] == created["session"]["createdAt"]
+    assert (quiet["messageCount"], quiet["lastMessage"]) == (0, None)
 
 
 async def test_user_sessions_are_at_most_ten_most_recent(server: RunningServer) -> None:

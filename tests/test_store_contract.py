@@ -525,6 +525,30 @@ async def test_list_for_user_counts_participants_and_lists_a_session_once(store:
     assert await store.list_for_user("bob", now=now, limit=10) == [summary(record)]
 
 
+async def test_list_for_user_counts_messages_and_gives_the_last_one(store: Any) -> None:
+    """The recent-sessions listing shows each session's message count and last message
+    (the one of the highest version, whatever order they were appended in)."""
+    now = utc_now()
+    chatty = session("chatty", now=now, creator_user_id="alice")
+    quiet = session("quiet", now=now - timedelta(seconds=1), creator_user_id="alice")
+    assert await store.save(chatty) and await store.save(quiet)
+    messages = [chat("chatty", v, now=now, expires_at=chatty.expires_at) for v in (3, 1, 2)]
+    await store.append_messages(messages)
+    await store.append_messages([chat("elsewhere", 9, now=now, expires_at=chatty.expires_at)])
+
+    listed = await store.list_for_user("alice", now=now, limit=10)
+
+    assert [s.room_id for s in listed] == ["chatty", "quiet"]
+    assert (listed[0].message_count, listed[1].message_count) == (3, 0)
+    last = listed[0].last_message
+    newest = messages[0]
+    assert last is not None
+    assert (last.user_name, last.message, last.timestamp) == (
+        newest.user_name, newest.message, newest.timestamp,
+    )  # fmt: skip
+    assert listed[1].last_message is None
+
+
 async def test_a_participant_dropped_by_a_later_save_no_longer_lists_the_session(
     store: Any,
 ) -> None:

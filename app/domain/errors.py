@@ -109,4 +109,3 @@ class InviteUsed(DomainError):
     code = "invite_used"
     status = 409
     title = "Invite used"
-

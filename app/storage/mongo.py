@@ -15,6 +15,7 @@ from app.storage import StoreError
 from app.storage.records import (
     MAIN_FILE_ID,
     AccessRecord,
+    ChatPreview,
     ChatRecord,
     FileRecord,
     Participant,
@@ -291,6 +292,7 @@ class MongoSessionStore:
         try:
             cursor = self.sessions.find(query, fields).sort("lastActivity", DESCENDING)
             docs = await cursor.limit(limit).to_list(length=limit)
+            chats = await self._chat_of([doc["roomId"] for doc in docs])
         except PyMongoError as error:
             raise StoreError(f"MongoDB: {error}") from error
         return [
@@ -303,9 +305,37 @@ class MongoSessionStore:
                 expires_at=_utc(doc["expiresAt"]),
                 last_activity=_utc(doc["lastActivity"]),
                 file_count=doc.get("fileCount", 0),
+                message_count=chats.get(doc["roomId"], (0, None))[0],
+                last_message=chats.get(doc["roomId"], (0, None))[1],
             )
             for doc in docs
         ]
+
+    async def _chat_of(self, room_ids: list[str]) -> dict[str, tuple[int, ChatPreview | None]]:
+        """Each room's message count and last message, in one query for all of them."""
+        if not room_ids:
+            return {}
+        pipeline: list[Document] = [
+            {"$match": {"roomId": {"$in": room_ids}}},
+            {"$sort": {"version": DESCENDING}},
+            {
+                "$group": {
+                    "_id": "$roomId",
+                    "count": {"$sum": 1},
+                    "userName": {"$first": "$userName"},
+                    "message": {"$first": "$message"},
+                    "timestamp": {"$first": "$timestamp"},
+                }
+            },
+        ]
+        cursor = await self.messages.aggregate(pipeline)
+        found: dict[str, tuple[int, ChatPreview | None]] = {}
+        async for row in cursor:
+            preview = ChatPreview(
+                user_name=row["userName"], message=row["message"], timestamp=_utc(row["timestamp"])
+            )
+            found[row["_id"]] = (row["count"], preview)
+        return found
 
     async def purge_expired(self, now: datetime) -> int:
         # The TTL index does this within a minute on a real server; purging here as well makes

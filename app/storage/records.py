@@ -95,6 +95,14 @@ class ChatRecord(Record):
     expires_at: datetime
 
 
+class ChatPreview(Record):
+    """The last chat message of a session, as the per-user listing shows it."""
+
+    user_name: str
+    message: str
+    timestamp: datetime
+
+
 class SessionSummary(Record):
     room_id: str
     creator_name: str | None
@@ -104,3 +112,5 @@ class SessionSummary(Record):
     expires_at: datetime
     last_activity: datetime
     file_count: int = 0
+    message_count: int = 0
+    last_message: ChatPreview | None = None

@@ -20,6 +20,7 @@ from app.storage import StoreError
 from app.storage.records import (
     MAIN_FILE_ID,
     AccessRecord,
+    ChatPreview,
     ChatRecord,
     FileRecord,
     Participant,
@@ -123,8 +124,12 @@ FROM files WHERE room_id = ? ORDER BY position
 LIST_FOR_USER = """
 SELECT s.room_id, s.creator_name, json_array_length(s.participants), s.language,
        s.created_at, s.expires_at, s.last_activity,
-       (SELECT count(*) FROM files f WHERE f.room_id = s.room_id)
+       (SELECT count(*) FROM files f WHERE f.room_id = s.room_id),
+       (SELECT count(*) FROM messages m WHERE m.room_id = s.room_id),
+       last.user_name, last.message, last.timestamp
 FROM session_users u JOIN sessions s ON s.room_id = u.room_id
+LEFT JOIN messages last ON last.room_id = s.room_id
+    AND last.version = (SELECT max(version) FROM messages m WHERE m.room_id = s.room_id)
 WHERE u.user_id = ? AND s.expires_at > ?
 ORDER BY s.last_activity DESC LIMIT ?
 """
@@ -408,6 +413,10 @@ class SqliteSessionStore:
                 expires_at=_time(row[5]),
                 last_activity=_time(row[6]),
                 file_count=row[7],
+                message_count=row[8],
+                last_message=None
+                if row[9] is None
+                else ChatPreview(user_name=row[9], message=row[10], timestamp=_time(row[11])),
             )
             for row in rows
         ]

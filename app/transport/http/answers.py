@@ -150,6 +150,15 @@ class DoneAnswer(Answer):
     message: str
 
 
+PREVIEW_CHARS = 200  # of the last message, in the per-user listing
+
+
+class LastMessageOut(Answer):
+    userName: str
+    message: str = Field(description=f"At most {PREVIEW_CHARS} characters")
+    timestamp: IsoTime
+
+
 class SummaryOut(Answer):
     roomId: str
     creatorName: str | None
@@ -159,9 +168,13 @@ class SummaryOut(Answer):
     expiresAt: IsoTime
     lastActivity: IsoTime
     fileCount: int
+    startedAt: IsoTime = Field(description="When the session was made (as createdAt)")
+    messageCount: int
+    lastMessage: LastMessageOut | None
 
     @classmethod
     def of(cls, summary: SessionSummary) -> SummaryOut:
+        last = summary.last_message
         return cls(
             roomId=summary.room_id,
             creatorName=summary.creator_name,
@@ -171,6 +184,15 @@ class SummaryOut(Answer):
             expiresAt=iso(summary.expires_at),
             lastActivity=iso(summary.last_activity),
             fileCount=summary.file_count,
+            startedAt=iso(summary.created_at),
+            messageCount=summary.message_count,
+            lastMessage=None
+            if last is None
+            else LastMessageOut(
+                userName=last.user_name,
+                message=last.message[:PREVIEW_CHARS],
+                timestamp=iso(last.timestamp),
+            ),
         )
 
 
