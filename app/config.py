@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     rate_whiteboard_burst: float = _burst(20.0, "whiteboard events")
     rate_call_per_second: float = _per_second(10.0, "call, screen-share, hand events")
     rate_call_burst: float = _burst(20.0, "call, screen-share, hand events")
+    rate_context_per_second: float = _per_second(5.0, "user context changes")
+    rate_context_burst: float = _burst(20.0, "user context changes")
     rate_signal_per_second: float = _per_second(50.0, "WebRTC signalling")
     rate_signal_burst: float = _burst(200.0, "WebRTC signalling")
     flood_disconnect_seconds: float = Field(

@@ -28,6 +28,7 @@ from app.cluster.roster import PLACES_PREFIX, RedisRoster
 from app.cluster.sockets import RedisOpenSockets
 from app.config import Settings
 from app.domain.calls import Calls, Meetings
+from app.domain.contexts import Contexts
 from app.domain.editing import Editing
 from app.domain.gate import Gate
 from app.domain.rooms import Rooms
@@ -273,14 +274,15 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     )
     editing = Editing(rooms, notifier, settings)
     gate, tokens = Gate(rooms, notifier), Tokens(settings)
+    contexts = Contexts(timed, notifier, gate.policy, rooms.clock)
     events = SocketEvents(
         sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),
         Meetings(notifier, settings, cluster.roster if cluster is not None else None),
-        gate, tokens,
+        gate, tokens, contexts,
     )  # fmt: skip
     events.register()
     sessions = Sessions(rooms, editing, gate)
-    SessionRoutes(sessions, settings, guard.address_of, tokens).register(app)
+    SessionRoutes(sessions, settings, guard.address_of, tokens, contexts).register(app)
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
     if settings.try_page:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.storage import StoreError
-from app.storage.records import ChatRecord, SessionRecord, SessionSummary
+from app.storage.records import ChatRecord, SessionRecord, SessionSummary, UserContext
 from app.storage.sqlite import SqliteSessionStore
 
 
@@ -71,6 +71,14 @@ class FlakyStore:
     async def purge_expired(self, now: datetime) -> int:
         self._check()
         return await self.inner.purge_expired(now)
+
+    async def load_context(self, user_id: str) -> UserContext | None:
+        self._check()
+        return await self.inner.load_context(user_id)
+
+    async def save_context(self, context: UserContext, *, expected: int) -> bool:
+        self._check()
+        return await self.inner.save_context(context, expected=expected)
 
 
 class MemoryStore:

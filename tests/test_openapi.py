@@ -221,6 +221,7 @@ UPDATE = "/api/sessions/{roomId}/update"
 USER = "/api/sessions/user/{userId}"
 FILES = "/api/sessions/{roomId}/files"
 FILE = "/api/sessions/{roomId}/files/{fileId}"
+CONTEXT = "/api/users/{userId}/context"
 
 
 async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_path: Path) -> None:
@@ -286,6 +287,18 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
         await call(server, answers, USER, "get", 200, path="/api/sessions/user/nobody")
         await call(server, answers, "/api/health", "get", 200)
         await call(server, answers, "/api/ready", "get", 200)
+        mine = "/api/users/user-ann/context"
+        await call(server, answers, CONTEXT, "get", 200, path=mine)
+        await call(server, answers, CONTEXT, "put", 200, path=mine, json_body={"theme": "dark"})
+        await call(server, answers, CONTEXT, "put", 400, path=mine, json_body=[1])
+        await call(server, answers, CONTEXT, "put", 400, path=mine, body=b"{")
+        await call(
+            server, answers, CONTEXT, "get", 400, path="/api/users/" + "u" * 129 + "/context"
+        )
+        await call(server, answers, CONTEXT, "put", 413, path=mine,
+                   json_body={"big": "x" * 70_000})  # fmt: skip
+        await call(server, answers, CONTEXT, "put", 415, path=mine, body=b"{}",
+                   content_type="text/plain")  # fmt: skip
 
         # Refusals.
         await call(server, answers, CREATE, "post", 400, json_body={"roomId": "X"})
@@ -335,6 +348,9 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
         for template, method in ((FILES, "post"), (FILES, "get"), (FILE, "get"), (FILE, "delete")):
             path = template.format(roomId="ANY", fileId="x")
             await call(server, answers, template, method, 429, path=path, json_body={})
+        for method in ("get", "put"):
+            path = CONTEXT.format(userId="u")
+            await call(server, answers, CONTEXT, method, 429, path=path, json_body={})
 
     # 410 for an expired session; 503 from every session route while the store is down.
     store = FlakyStore(tmp_path / "expiring.sqlite3")
@@ -367,6 +383,8 @@ STORE_DOWN_ROUTES = [
     pytest.param(FILES, "get", "/api/sessions/COLD/files", None, id="files"),
     pytest.param(FILE, "get", "/api/sessions/COLD/files/f", None, id="file"),
     pytest.param(FILE, "delete", "/api/sessions/COLD/files/f", None, id="delete-file"),
+    pytest.param(CONTEXT, "get", "/api/users/u/context", None, id="context"),
+    pytest.param(CONTEXT, "put", "/api/users/u/context", {"a": 1}, id="put-context"),
 ]
 
 

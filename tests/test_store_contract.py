@@ -27,6 +27,7 @@ from app.storage.records import (
     Participant,
     SessionRecord,
     SessionSummary,
+    UserContext,
 )
 from app.storage.sqlite import SqliteSessionStore
 
@@ -737,3 +738,26 @@ async def test_opening_again_keeps_the_data_and_the_version_guard(
 
     assert (await mongo_store.load("kept")).version == 3
     assert await mongo_store.save(session("kept", 2, now=now)) is False
+
+
+# --- user contexts ---------------------------------------------------------------------------
+
+
+async def test_a_user_context_is_written_only_over_the_revision_it_was_read_at(
+    store: Any,
+) -> None:
+    """Compare-and-set: two writers that read the same revision cannot both write."""
+    now = utc_now()
+    assert await store.load_context("ann") is None
+    first = UserContext(
+        user_id="ann", context={"a.b": {"$x": [1, "ü"]}}, revision=1, updated_at=now
+    )
+    assert await store.save_context(first, expected=0) is True
+    assert await store.save_context(first, expected=0) is False  # someone wrote first
+    assert await store.load_context("ann") == first
+    second = first.model_copy(update={"context": {"theme": "dark"}, "revision": 2})
+    stale = first.model_copy(update={"context": {"theme": "light"}, "revision": 2})
+    assert await store.save_context(second, expected=1) is True
+    assert await store.save_context(stale, expected=1) is False
+    assert await store.load_context("ann") == second
+    assert await store.load_context("bob") is None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from app.storage.records import ChatRecord, SessionRecord, SessionSummary
+from app.storage.records import ChatRecord, SessionRecord, SessionSummary, UserContext
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -60,6 +60,13 @@ class SessionStore(Protocol):
 
     async def purge_expired(self, now: datetime) -> int:
         """Delete sessions (and their chat) that expired before `now`; how many."""
+
+    async def load_context(self, user_id: str) -> UserContext | None:
+        """A user's stored context (preferences and state), None when they have none."""
+
+    async def save_context(self, context: UserContext, *, expected: int) -> bool:
+        """Store `context` (its `revision` is `expected` + 1) only if the stored one is still
+        at revision `expected` (0: none stored). True when written."""
 
 
 # URL scheme -> "module:Class"; each class has `from_settings(settings, url)`. Only the chosen

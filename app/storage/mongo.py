@@ -21,6 +21,7 @@ from app.storage.records import (
     Participant,
     SessionRecord,
     SessionSummary,
+    UserContext,
 )
 
 Document = dict[str, Any]
@@ -155,6 +156,7 @@ class MongoSessionStore:
     def __init__(self, database: Any, client: Any = None) -> None:
         self.sessions = database["sessions"]
         self.messages = database["messages"]
+        self.contexts = database["contexts"]
         self._client = client
 
     @classmethod
@@ -181,6 +183,7 @@ class MongoSessionStore:
             await self.messages.create_index(
                 [("roomId", ASCENDING), ("version", ASCENDING)], unique=True
             )
+            await self.contexts.create_index("userId", unique=True)
             await self.messages.create_index("expiresAt", expireAfterSeconds=0)
             await self.messages.create_index([("roomId", ASCENDING), ("expiresAt", ASCENDING)])
         except PyMongoError as error:
@@ -354,3 +357,37 @@ class MongoSessionStore:
         except PyMongoError as error:
             raise StoreError(f"MongoDB: {error}") from error
         return int(result.deleted_count)
+
+    async def load_context(self, user_id: str) -> UserContext | None:
+        try:
+            doc = await self.contexts.find_one({"userId": user_id})
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        if doc is None:
+            return None
+        return UserContext(
+            user_id=user_id,
+            context=orjson.loads(doc["contextJson"]),
+            revision=doc["revision"],
+            updated_at=_utc(doc["updatedAt"]),
+        )
+
+    async def save_context(self, context: UserContext, *, expected: int) -> bool:
+        # As JSON text: its keys are the client's, which MongoDB may refuse as field names.
+        fields = {
+            "contextJson": orjson.dumps(context.context).decode(),
+            "revision": context.revision,
+            "updatedAt": context.updated_at,
+        }
+        try:
+            if expected == 0:
+                await self.contexts.insert_one({"userId": context.user_id, **fields})
+                return True
+            result = await self.contexts.update_one(
+                {"userId": context.user_id, "revision": expected}, {"$set": fields}
+            )
+        except DuplicateKeyError:
+            return False
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return bool(result.matched_count)

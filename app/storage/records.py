@@ -114,3 +114,13 @@ class SessionSummary(Record):
     file_count: int = 0
     message_count: int = 0
     last_message: ChatPreview | None = None
+
+
+class UserContext(Record):
+    """A user's preferences and state, shared by all their connections; `revision` counts
+    its writes (compare-and-set)."""
+
+    user_id: str
+    context: dict[str, Any]
+    revision: int
+    updated_at: datetime

@@ -26,6 +26,7 @@ from app.storage.records import (
     Participant,
     SessionRecord,
     SessionSummary,
+    UserContext,
 )
 
 SCHEMA = """
@@ -66,6 +67,12 @@ CREATE TABLE IF NOT EXISTS files (
     uploaded_at TEXT NOT NULL,
     version INTEGER NOT NULL,
     PRIMARY KEY (room_id, file_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS user_contexts (
+    user_id TEXT PRIMARY KEY,
+    context TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     room_id TEXT NOT NULL,
@@ -426,6 +433,38 @@ class SqliteSessionStore:
             async with db.execute(EXPIRED, (iso(now),)) as cursor:
                 room_ids = [row[0] for row in await cursor.fetchall()]
             return await self._delete_rooms(db, room_ids)
+
+    async def load_context(self, user_id: str) -> UserContext | None:
+        rows = await self._fetch(
+            "SELECT context, revision, updated_at FROM user_contexts WHERE user_id = ?",
+            (user_id,),
+        )
+        if not rows:
+            return None
+        context, revision, updated_at = rows[0]
+        return UserContext(
+            user_id=user_id,
+            context=orjson.loads(context),
+            revision=revision,
+            updated_at=_time(updated_at),
+        )
+
+    async def save_context(self, context: UserContext, *, expected: int) -> bool:
+        values = (orjson.dumps(context.context).decode(), context.revision, iso(context.updated_at))
+        async with self._transaction() as db:
+            if expected == 0:
+                cursor = await db.execute(
+                    "INSERT INTO user_contexts (user_id, context, revision, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                    (context.user_id, *values),
+                )
+            else:
+                cursor = await db.execute(
+                    "UPDATE user_contexts SET context = ?, revision = ?, updated_at = ? "
+                    "WHERE user_id = ? AND revision = ?",
+                    (*values, context.user_id, expected),
+                )
+            return bool(cursor.rowcount)
 
     @staticmethod
     async def _delete_rooms(db: aiosqlite.Connection, room_ids: Sequence[str]) -> int:

@@ -10,7 +10,7 @@ from typing import TypeVar
 from prometheus_client import Histogram
 
 from app.storage import SessionStore
-from app.storage.records import ChatRecord, SessionRecord, SessionSummary
+from app.storage.records import ChatRecord, SessionRecord, SessionSummary, UserContext
 
 T = TypeVar("T")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -81,3 +81,11 @@ class TimedStore:
 
     async def purge_expired(self, now: datetime) -> int:
         return await self._timed("purge_expired", lambda: self.inner.purge_expired(now))
+
+    async def load_context(self, user_id: str) -> UserContext | None:
+        return await self._timed("load_context", lambda: self.inner.load_context(user_id))
+
+    async def save_context(self, context: UserContext, *, expected: int) -> bool:
+        return await self._timed(
+            "save_context", lambda: self.inner.save_context(context, expected=expected)
+        )

@@ -47,7 +47,8 @@ class SocketNotifier:
         closing.add_done_callback(self._closing.discard)
 
     def enter(self, sid: str, group: str) -> None:
-        if self.manager.is_connected(sid, NAMESPACE):
+        manager = self.manager  # pre-connected: its connect handler is running
+        if manager.is_connected(sid, NAMESPACE) or manager.is_pre_connected(sid, NAMESPACE):
             self.manager.basic_enter_room(sid, NAMESPACE, group)
 
     def leave(self, sid: str, group: str) -> None:

@@ -22,8 +22,9 @@ from app import logs
 from app.config import Settings
 from app.domain.access import Identity
 from app.domain.calls import Calls, Meetings
+from app.domain.contexts import Contexts
 from app.domain.editing import Editing, Upload
-from app.domain.errors import DomainError, Forbidden, Unauthorized
+from app.domain.errors import DomainError, Forbidden, InvalidPayload, Unauthorized
 from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
@@ -68,6 +69,7 @@ class SocketEvents:
         meetings: Meetings,
         gate: Gate,
         tokens: Tokens,
+        contexts: Contexts,
     ) -> None:
         self.sio = sio
         self.settings = settings
@@ -79,6 +81,7 @@ class SocketEvents:
         self.meetings = meetings
         self.gate = gate
         self.tokens = tokens
+        self.contexts = contexts
         self.identities: dict[str, Identity] = {}  # sockets that presented a valid token
         self.invites: dict[str, str] = {}  # an invite in the connection's `auth`
         self.expiries: dict[str, asyncio.TimerHandle] = {}  # when each token runs out
@@ -193,6 +196,7 @@ class SocketEvents:
         self.notifier.manager.track(sid)
         if who is not None:
             self._hold(sid, who)
+            self.contexts.follow(sid, who.user_id)
         invite = auth.get("invite") if isinstance(auth, dict) else None
         if self.gate.enforced and isinstance(invite, str) and invite:
             self.invites[sid] = invite[:MAX_TOKEN_CHARS]
@@ -285,6 +289,8 @@ class SocketEvents:
         arrival = await self.rooms.join(
             sid, p.roomId, p.userName, user_id, address, round_trip, role=role, account=account
         )
+        if user_id is not None and (account is not None or not self.gate.enforced):
+            self.contexts.follow(sid, user_id)  # open mode: the user id is the key
         room = arrival.room
         arrival.member.deltas = p.deltas
         seen = self._last_seen(sid, p)
@@ -449,6 +455,20 @@ class SocketEvents:
     async def on_track_ended(self, sid: str, p: m.MediaTrackEnded) -> Json:
         await self.rooms.member(sid, p.roomId)  # accepted; the original served nothing either
         return {"ok": True}
+
+    # -- the user's context ----------------------------------------------------------------
+
+    async def on_update_context(self, sid: str, p: m.UpdateContext) -> Json:
+        who = self.identities.get(sid)
+        user_id = p.userId
+        if who is not None:
+            if user_id is not None and user_id != who.user_id:
+                raise Forbidden("userId is not the user of your token")
+            user_id = who.user_id
+        if user_id is None:
+            raise InvalidPayload("userId: Field required")
+        saved = await self.contexts.set_key(sid, user_id, who, p.key, p.value)
+        return {"ok": True, "revision": saved.revision}
 
     # -- the meeting page ------------------------------------------------------------------
 

@@ -97,6 +97,8 @@ EVENTS: tuple[Event, ...] = (
     Event("screenShareStopped", m.RoomEvent, "call", relay=Relay("userScreenShareStopped")),
     Event("raiseHand", m.RaiseHand, "call", relay=Relay("userRaisedHand", _hand)),
     Event("lowerHand", m.RoomEvent, "call", relay=Relay("userLoweredHand")),
+    # The user's context, on every connection of theirs (extension).
+    Event("updateContext", m.UpdateContext, "context", handler="update_context"),
     # The meeting page (current generation): positional arguments.
     Event("join-call", m.JoinCall, "call", handler="join_call", args=("roomId",)),
     Event("signal", m.MeetingSignal, "signal", handler="meeting_signal", args=("to", "message")),

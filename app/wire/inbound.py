@@ -389,3 +389,16 @@ class InviteBody(Payload):
 
     role: RoleName = "editor"
     expiresIn: Annotated[StrictInt | StrictFloat, Field(gt=0)] = 7 * 86400.0
+
+
+# -- user context (sessions that follow their user) -----------------------------------------
+
+ContextKey = Annotated[Text, Field(min_length=1, max_length=128)]
+
+
+class UpdateContext(Payload):
+    """Extension: set one key of the user's context (null removes it)."""
+
+    userId: UserId | None = None  # with access control: the token's user (may be left out)
+    key: ContextKey
+    value: Any = None  # any JSON value; the whole context is bounded (64 KiB)

@@ -14,6 +14,7 @@ from app.storage.records import (
     Participant,
     SessionRecord,
     SessionSummary,
+    UserContext,
 )
 
 IsoTime = str  # ISO-8601 UTC with milliseconds and `Z`, as the original server answered
@@ -267,3 +268,20 @@ class InviteAnswer(Answer):
     token: str = Field(description="Present once, in joinRoom's `invite` or Socket.IO `auth`")
     role: Literal["editor", "viewer"]
     expiresAt: IsoTime
+
+
+class ContextAnswer(Answer):
+    success: Literal[True] = True
+    userId: str
+    context: dict[str, Any] = Field(description="The user's document (at most 64 KiB of JSON)")
+    revision: int = Field(description="How many times it was written (0: never)")
+    updatedAt: IsoTime
+
+    @classmethod
+    def of(cls, found: UserContext) -> ContextAnswer:
+        return cls(
+            userId=found.user_id,
+            context=found.context,
+            revision=found.revision,
+            updatedAt=iso(found.updated_at),
+        )

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from app.config import Settings
 from app.transport.http.answers import (
     AccessAnswer,
+    ContextAnswer,
     CreatedAnswer,
     DoneAnswer,
     ErrorAnswer,
@@ -74,7 +75,7 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
         CreateSessionBody, UpdateSessionBody, SaveFileBody, ErrorAnswer, SessionAnswer,
         CreatedAnswer, DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
         FilesAnswer, FileAnswer, SavedFileAnswer, AccessBody, InviteBody, AccessAnswer,
-        InviteAnswer,
+        InviteAnswer, ContextAnswer,
     ]  # fmt: skip
     bodies = (CreateSessionBody, UpdateSessionBody, SaveFileBody, AccessBody, InviteBody)
     _, schemas = models_json_schema(
@@ -147,6 +148,24 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
             "responses": {"200": _json(UserSessionsAnswer, "Sessions, newest activity first")}
             | _errors("400", "429", "503"),
         }},
+        "/api/users/{userId}/context": {
+            "parameters": [{"name": "userId", "in": "path", "required": True,
+                            "schema": {"type": "string", "maxLength": limits.max_user_id_length}}],
+            "get": {
+                "summary": "The user's context: preferences and state shared by their "
+                "connections",
+                "responses": {"200": _json(ContextAnswer, "The context (empty: never set)")}
+                | _errors("400", "429", "503"),
+            },
+            "put": {
+                "summary": "Replace the user's context; their connections hear each changed "
+                "key (contextUpdated)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object"}}}},
+                "responses": {"200": _json(ContextAnswer, "The stored context")}
+                | _errors("400", "415", "429", "503", **{"413": "Over 64 KiB of JSON"}),
+            },
+        },
         "/api/health": {"get": {
             "summary": "Liveness", "responses": {"200": _json(HealthAnswer, "Serving")},
         }},
@@ -216,12 +235,12 @@ def _secure(document: dict[str, Any], *, required: bool) -> None:
         }
     }
     for path, item in document["paths"].items():
-        if not path.startswith("/api/sessions"):
+        if not path.startswith(("/api/sessions", "/api/users/")):
             continue
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            named = required or path.startswith("/api/sessions/user/")
+            named = required or path.startswith(("/api/sessions/user/", "/api/users/"))
             operation["security"] = [{"bearerAuth": []}] if named else [{}, {"bearerAuth": []}]
             operation["responses"].setdefault(
                 "401", _json(ErrorAnswer, "No valid token (missing, expired or forged)")

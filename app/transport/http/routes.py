@@ -11,12 +11,14 @@ from pydantic import ValidationError
 from app.clock import iso, utc_now
 from app.config import Settings
 from app.domain.access import Identity
+from app.domain.contexts import Contexts
 from app.domain.errors import InvalidPayload, Unauthorized
 from app.domain.sessions import FileEntry, Sessions, with_main_content
 from app.transport.http.answers import (
     AccessAnswer,
     AccessOut,
     Answer,
+    ContextAnswer,
     CreatedAnswer,
     CreatedSession,
     DoneAnswer,
@@ -66,8 +68,10 @@ class SessionRoutes:
         settings: Settings,
         address_of: Callable[[web.Request], str],
         tokens: Tokens,
+        contexts: Contexts,
     ) -> None:
         self.sessions = sessions
+        self.contexts = contexts
         self.gate = sessions.gate
         self.settings = settings
         self.address_of = address_of  # the client's address (behind trusted proxies too)
@@ -92,8 +96,8 @@ class SessionRoutes:
     async def identify(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Who calls a session route, known before anything else is looked at (required
         mode: nothing answers a request without a valid token but 401)."""
-        if request.path.startswith("/api/sessions"):
-            listing = request.path.startswith("/api/sessions/user/")
+        if request.path.startswith(("/api/sessions", "/api/users/")):
+            listing = request.path.startswith(("/api/sessions/user/", "/api/users/"))
             who = await self._who(request, needed=listing)
             if who is not None:
                 request[CALLER] = who
@@ -118,6 +122,9 @@ class SessionRoutes:
         app.router.add_get(files, self.list_files)
         app.router.add_get(files + "/{fileId:[^/]+}", self.get_file)
         app.router.add_delete(files + "/{fileId:[^/]+}", self.delete_file)
+        context = "/api/users/{userId:[^/]+}/context"
+        app.router.add_get(context, self.get_context)
+        app.router.add_put(context, self.put_context)
         if self.gate.enforced:  # open mode: the room id is the key, there is nothing to manage
             app.router.add_get("/api/sessions/{roomId:[^/]+}/access", self.get_access)
             app.router.add_put("/api/sessions/{roomId:[^/]+}/access", self.put_access)
@@ -260,6 +267,26 @@ class SessionRoutes:
         file_id = self._file_id(request)
         await self.sessions.delete_file(room_id, file_id, self._caller(request))
         return answer(DoneAnswer(message="File deleted successfully"))
+
+    # -- the user's context ------------------------------------------------------------------
+
+    def _user_id(self, request: web.Request) -> str:
+        user_id = request.match_info["userId"]
+        if len(user_id) > self.settings.max_user_id_length:
+            raise InvalidPayload("userId in the path is too long")
+        return user_id
+
+    async def get_context(self, request: web.Request) -> web.Response:
+        found = await self.contexts.get(self._user_id(request), self._caller(request))
+        return answer(ContextAnswer.of(found))
+
+    async def put_context(self, request: web.Request) -> web.Response:
+        user_id = self._user_id(request)
+        data = await self._json(request)
+        if not isinstance(data, dict):
+            raise InvalidPayload("The context is a JSON object")
+        saved = await self.contexts.replace(user_id, self._caller(request), data)
+        return answer(ContextAnswer.of(saved))
 
     # -- access (AUTH_MODE optional and required) -------------------------------------------
 
