@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from app.storage import StoreError
 from app.storage.records import ChatRecord, SessionRecord, SessionSummary, UserContext
@@ -72,6 +73,16 @@ class FlakyStore:
         self._check()
         return await self.inner.purge_expired(now)
 
+    def __getattr__(self, name: str) -> Any:
+        """History and checkpoints: as the inner store, failing while `failing` is set."""
+        inner = getattr(self.inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return await inner(*args, **kwargs)
+
+        return call
+
     async def load_context(self, user_id: str) -> UserContext | None:
         self._check()
         return await self.inner.load_context(user_id)
@@ -119,3 +130,5 @@ class MemoryStore:
 
     async def purge_expired(self, now: datetime) -> int:
         return 0
+
+    async def append_history(self, entries: Iterable[object]) -> None: ...

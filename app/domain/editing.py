@@ -202,7 +202,9 @@ class Editing:
             doc.history.remember_sent(sent)
         language = body.get("l")
         if language and language != room.language:
-            room.replace_language(language, self.rooms.now(room))
+            room.replace_language(
+                language, self.rooms.now(room), version=entry.version, author=body["s"]
+            )
             room.language_version = entry.version
         self.rooms.writer.changed(room)
         remote = room.remote.get(body["s"]) if body["s"] is not None else None
@@ -485,7 +487,7 @@ class Editing:
             while language != room.language:
                 entry = {"k": "lang", "l": language, "s": sid, "n": member.name}
                 if await self.rooms.order(room, entry):
-                    room.set_language(language, self.rooms.now(room))
+                    room.set_language(language, self.rooms.now(room), author=sid)
                     break
             else:
                 return room.version  # another process set it first
@@ -496,7 +498,8 @@ class Editing:
 
     def _apply_language(self, room: Room, entry: LogEntry) -> None:
         body = entry.body
-        if room.set_language(body["l"], self.rooms.now(room), live=bool(body.get("s"))):
+        now, author = self.rooms.now(room), body.get("s")
+        if room.set_language(body["l"], now, live=bool(author), author=author):
             self.rooms.writer.changed(room)
             author = Author(body["s"], body["n"]) if body.get("s") else None
             self._publish_language(room, author)

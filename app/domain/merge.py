@@ -153,6 +153,8 @@ class TextHistory:
         self._min_seconds = min_seconds
         self._clock = clock
         self._token = object()  # tells commit() which history a Rebased came from
+        # Told of every change: (version, op, text before, text after, author).
+        self.recorder: Callable[[int, Op, str, str, str | None], None] | None = None
 
     @property
     def text(self) -> str:
@@ -538,6 +540,8 @@ class TextHistory:
             del held[next(iter(held))]
 
     def _append(self, version: int, op: Op, text: str, author: str | None) -> None:
+        if op and self.recorder is not None:
+            self.recorder(version, op, self._text, text, author)
         self._entries.append(_Entry(version, op, author, self._clock()))
         self.remember_sent(digest(self._text))  # the text this version replaces
         self._version = version

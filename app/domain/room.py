@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.clock import utc_now
 from app.config import Settings
 from app.domain.access import rules_of
 from app.domain.deltas import changes_to_op
 from app.domain.errors import FileNotFound, InvalidPayload, LimitExceeded
+from app.domain.history import RoomHistory
 from app.domain.merge import Rebased, TextHistory
 from app.domain.ot import Op
 from app.domain.sequencer import Sequencer
@@ -167,6 +169,7 @@ class Room:
         self.last_activity = record.last_activity
         self.expires_at = record.expires_at
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
+        self.history = RoomHistory(self.room_id, lambda: self.stamp or utc_now())
         self.docs: dict[str, Document] = {}
         self._load_docs(record)
         self.active_file = record.active_file
@@ -198,8 +201,8 @@ class Room:
         self.lock = _RoomLock(self)  # one change at a time is ordered (cluster mode)
         self._unsettled: str | None = None  # this process's entry, being applied
 
-    def _history(self, text: str, version: int) -> TextHistory:
-        return TextHistory(
+    def _history(self, doc_id: str, text: str, version: int) -> TextHistory:
+        history = TextHistory(
             text,
             version,
             min_versions=self.settings.merge_history_versions,
@@ -210,12 +213,32 @@ class Room:
             stale=(DEFAULT_CODE,),
         )
 
+        def record(version: int, op: Op, before: str, after: str, author: str | None) -> None:
+            self.history.op(doc_id, version, op, before, after, self.author(author))
+
+        history.recorder = record
+        return history
+
+    def author(self, sid: str | None) -> tuple[str | None, str | None]:
+        """Who a change came from, for the history: (app user id, name)."""
+        if sid is None:
+            return None, "server"
+        member = (
+            self.members.get(sid)
+            or self.away.get(sid)
+            or self.remote.get(sid)
+            or self.remote_away.get(sid)
+        )
+        if member is None:
+            return None, None
+        return member.account or member.user_id, member.name
+
     def _load_docs(self, record: SessionRecord) -> None:
         files = {f.file_id: f for f in record.files}
         main = files.pop(MAIN_FILE_ID, None)
         self.docs[MAIN_FILE_ID] = Document(
             doc_id=MAIN_FILE_ID,
-            history=self._history(record.code, record.version),
+            history=self._history(MAIN_FILE_ID, record.code, record.version),
             name=main.name if main else MAIN_FILE_ID,
             uploaded_at=main.uploaded_at if main else record.created_at,
             version=record.code_version,
@@ -224,7 +247,7 @@ class Room:
         for f in files.values():
             self.docs[f.file_id] = Document(
                 doc_id=f.file_id,
-                history=self._history(f.content, record.version),
+                history=self._history(f.file_id, f.content, record.version),
                 name=f.name,
                 uploaded_at=f.uploaded_at,
                 version=f.version,
@@ -372,7 +395,7 @@ class Room:
             raise LimitExceeded(f"a room holds at most {self.settings.max_files_per_room} files")
 
     def _new_doc(self, file_id: str, name: str, now: datetime) -> Document:
-        doc = Document(file_id, self._history("", self.version), name, now)
+        doc = Document(file_id, self._history(file_id, "", self.version), name, now)
         self.docs[file_id] = doc
         return doc
 
@@ -455,7 +478,7 @@ class Room:
         if text_changed:
             doc.version = version
         if language_changed:
-            self.replace_language(new_language, now)
+            self.replace_language(new_language, now, version=version, author=member.sid)
             self.language_version = version
         self.touch(now)
         return TextChange(doc, version, sent, rebased.merged, rebased.reason, language_changed)
@@ -553,9 +576,19 @@ class Room:
         self.touch(now)
         return doc
 
-    def replace_language(self, language: str, now: datetime, *, live: bool = True) -> None:
-        """Make `language` the room's (no version). `live`: a socket changed it, so the one
-        it replaces is remembered (see Editing.replace_text)."""
+    def replace_language(
+        self,
+        language: str,
+        now: datetime,
+        *,
+        version: int,
+        author: str | None = None,
+        live: bool = True,
+    ) -> None:
+        """Make `language` the room's as of `version`. `live`: a socket changed it, so the
+        one it replaces is remembered (see Editing.replace_text)."""
+        if language != self.language:
+            self.history.language(version, language, self.language, self.author(author))
         replaced = self.replaced_languages
         replaced.pop(language, None)
         if live:
@@ -564,11 +597,15 @@ class Room:
                 del replaced[next(iter(replaced))]
         self.language = language
 
-    def set_language(self, language: str, now: datetime, *, live: bool = True) -> bool:
+    def set_language(
+        self, language: str, now: datetime, *, live: bool = True, author: str | None = None
+    ) -> bool:
         if language == self.language:
             return False
         self.language_version = self._next_version()
-        self.replace_language(language, now, live=live)
+        self.replace_language(
+            language, now, version=self.language_version, author=author, live=live
+        )
         self.touch(now)
         return True
 
@@ -668,6 +705,7 @@ class Room:
             if mark_id == entry_id:
                 self.saved_changes = max(self.saved_changes, changes)
                 self.outbox = [m for m in self.outbox if m.version > version]
+                self.history.stored(version)
                 return version
         return None
 

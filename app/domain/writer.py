@@ -226,6 +226,7 @@ class DebouncedWriter:
             return True  # dropped while this process waited for the lease
         # Snapshot synchronously: changes arriving during the write are saved by the next one.
         record, changes, messages = room.snapshot(), room.changes, list(room.outbox)
+        history = [e for e in room.history.outbox if e.version <= record.version]
         covered = room.log_id
         first_change, pending.first_change = pending.first_change, None
         pending.writing = True
@@ -233,6 +234,8 @@ class DebouncedWriter:
             if messages:
                 await self.store.append_messages(messages)
             written = await self.store.save(record)
+            if written and history:  # after the session: never versions it does not hold
+                await self.store.append_history(history)
         except StoreError as error:
             log.warning(
                 "room %s: write of version %s failed: %s", room.room_id, record.version, error
@@ -244,6 +247,7 @@ class DebouncedWriter:
             pending.writing = False
         self.writes += 1
         room.mark_saved(changes, len(messages))
+        room.history.stored(record.version)  # not written: a newer one holds them
         if not written:
             log.error(
                 "room %s: the store holds a newer version than %s; not overwritten",

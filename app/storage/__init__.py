@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from app.storage.records import ChatRecord, SessionRecord, SessionSummary, UserContext
+from app.storage.records import (
+    ChatRecord,
+    Checkpoint,
+    HistoryEntry,
+    SessionRecord,
+    SessionSummary,
+    UserContext,
+)
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -60,6 +67,31 @@ class SessionStore(Protocol):
 
     async def purge_expired(self, now: datetime) -> int:
         """Delete sessions (and their chat) that expired before `now`; how many."""
+
+    async def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        """Store history entries; one already stored (same room, text, kind, version) is
+        skipped."""
+
+    async def list_history(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[HistoryEntry]:
+        """The newest `limit` changes (ops and languages, not snapshots) below version
+        `before`, newest first."""
+
+    async def text_history(
+        self, room_id: str, doc_id: str, version: int
+    ) -> tuple[HistoryEntry | None, list[HistoryEntry]]:
+        """What rebuilds text `doc_id` at `version`: its newest snapshot at or before it,
+        and its ops after that snapshot up to `version`, oldest first."""
+
+    async def language_at(self, room_id: str, version: int) -> str | None:
+        """The language recorded last at or before `version`."""
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint (again: unchanged)."""
+
+    async def list_checkpoints(self, room_id: str) -> list[Checkpoint]:
+        """The session's checkpoints, newest first."""
 
     async def load_context(self, user_id: str) -> UserContext | None:
         """A user's stored context (preferences and state), None when they have none."""

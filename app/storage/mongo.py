@@ -17,7 +17,9 @@ from app.storage.records import (
     AccessRecord,
     ChatPreview,
     ChatRecord,
+    Checkpoint,
     FileRecord,
+    HistoryEntry,
     Participant,
     SessionRecord,
     SessionSummary,
@@ -131,6 +133,23 @@ def _session_record(doc: Mapping[str, Any], version: int) -> SessionRecord:
     )
 
 
+def _history_entry(doc: Mapping[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        room_id=doc["roomId"],
+        doc_id=doc["docId"],
+        kind=doc["kind"],
+        version=doc["version"],
+        op=None if doc.get("opJson") is None else orjson.loads(doc["opJson"]),
+        text=doc.get("text"),
+        pinned=bool(doc.get("pinned")),
+        author_id=doc.get("authorId"),
+        author_name=doc.get("authorName"),
+        at=_utc(doc["at"]),
+        inserted=doc.get("inserted", 0),
+        deleted=doc.get("deleted", 0),
+    )
+
+
 def _chat_record(doc: Mapping[str, Any]) -> ChatRecord:
     return ChatRecord(
         room_id=doc["roomId"],
@@ -157,6 +176,8 @@ class MongoSessionStore:
         self.sessions = database["sessions"]
         self.messages = database["messages"]
         self.contexts = database["contexts"]
+        self.history = database["history"]
+        self.checkpoints = database["checkpoints"]
         self._client = client
 
     @classmethod
@@ -184,6 +205,15 @@ class MongoSessionStore:
                 [("roomId", ASCENDING), ("version", ASCENDING)], unique=True
             )
             await self.contexts.create_index("userId", unique=True)
+            await self.history.create_index(
+                [("roomId", ASCENDING), ("docId", ASCENDING), ("kind", ASCENDING),
+                 ("version", ASCENDING)],
+                unique=True,
+            )  # fmt: skip
+            await self.history.create_index([("roomId", ASCENDING), ("version", DESCENDING)])
+            await self.checkpoints.create_index(
+                [("roomId", ASCENDING), ("id", ASCENDING)], unique=True
+            )
             await self.messages.create_index("expiresAt", expireAfterSeconds=0)
             await self.messages.create_index([("roomId", ASCENDING), ("expiresAt", ASCENDING)])
         except PyMongoError as error:
@@ -273,7 +303,8 @@ class MongoSessionStore:
     async def delete(self, room_id: str) -> bool:
         try:
             result = await self.sessions.delete_one({"roomId": room_id})
-            await self.messages.delete_many({"roomId": room_id})
+            for collection in (self.messages, self.history, self.checkpoints):
+                await collection.delete_many({"roomId": room_id})
         except PyMongoError as error:
             raise StoreError(f"MongoDB: {error}") from error
         return bool(result.deleted_count)
@@ -354,9 +385,26 @@ class MongoSessionStore:
                 {"roomId": {"$in": room_ids}, "expiresAt": {"$lte": now}}
             )
             await self.messages.delete_many({"roomId": {"$in": room_ids}})
+            await self._delete_history({"$in": room_ids})
+            await self._sweep_history()
         except PyMongoError as error:
             raise StoreError(f"MongoDB: {error}") from error
         return int(result.deleted_count)
+
+    async def _delete_history(self, rooms: Any) -> None:
+        for collection in (self.history, self.checkpoints):
+            await collection.delete_many({"roomId": rooms})
+
+    async def _sweep_history(self) -> None:
+        """History of sessions the TTL monitor deleted (it knows nothing of history)."""
+        recorded = set(await self.history.distinct("roomId"))
+        recorded |= set(await self.checkpoints.distinct("roomId"))
+        if not recorded:
+            return
+        found = self.sessions.find({"roomId": {"$in": sorted(recorded)}}, ["roomId"])
+        alive = {doc["roomId"] for doc in await found.to_list(length=None)}
+        if recorded - alive:
+            await self._delete_history({"$in": sorted(recorded - alive)})
 
     async def load_context(self, user_id: str) -> UserContext | None:
         try:
@@ -391,3 +439,98 @@ class MongoSessionStore:
         except PyMongoError as error:
             raise StoreError(f"MongoDB: {error}") from error
         return bool(result.matched_count)
+
+    # -- history ------------------------------------------------------------------------
+
+    async def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
+        docs = [
+            {
+                "roomId": e.room_id, "docId": e.doc_id, "kind": e.kind, "version": e.version,
+                "opJson": None if e.op is None else orjson.dumps(e.op).decode(),
+                "text": e.text, "pinned": e.pinned, "authorId": e.author_id,
+                "authorName": e.author_name, "at": e.at, "inserted": e.inserted,
+                "deleted": e.deleted,
+            }
+            for e in entries
+        ]  # fmt: skip
+        try:
+            await self.history.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            if not _only_duplicates(error):
+                raise StoreError(f"MongoDB: {error}") from error
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+
+    async def list_history(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[HistoryEntry]:
+        query: Document = {"roomId": room_id, "kind": {"$ne": "snapshot"}}
+        if before is not None:
+            query["version"] = {"$lt": before}
+        try:
+            cursor = self.history.find(query).sort("version", DESCENDING).limit(limit)
+            return [_history_entry(doc) for doc in await cursor.to_list(length=limit)]
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+
+    async def text_history(
+        self, room_id: str, doc_id: str, version: int
+    ) -> tuple[HistoryEntry | None, list[HistoryEntry]]:
+        try:
+            found = await self.history.find_one(
+                {"roomId": room_id, "docId": doc_id, "kind": "snapshot",
+                 "version": {"$lte": version}},
+                sort=[("version", DESCENDING)],
+            )  # fmt: skip
+            snapshot = _history_entry(found) if found is not None else None
+            start = snapshot.version if snapshot is not None else -1
+            cursor = self.history.find(
+                {"roomId": room_id, "docId": doc_id, "kind": "op",
+                 "version": {"$gt": start, "$lte": version}}
+            ).sort("version", ASCENDING)  # fmt: skip
+            ops = [_history_entry(doc) for doc in await cursor.to_list(length=None)]
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return snapshot, ops
+
+    async def language_at(self, room_id: str, version: int) -> str | None:
+        try:
+            found = await self.history.find_one(
+                {"roomId": room_id, "kind": "language", "version": {"$lte": version}},
+                sort=[("version", DESCENDING)],
+            )
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return None if found is None else str(orjson.loads(found["opJson"]))
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        c = checkpoint
+        doc = {
+            "roomId": c.room_id, "id": c.id, "name": c.name, "version": c.version, "at": c.at,
+            "authorId": c.author_id, "authorName": c.author_name, "auto": c.auto,
+        }  # fmt: skip
+        try:
+            await self.checkpoints.insert_one(doc)
+        except DuplicateKeyError:
+            return
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+
+    async def list_checkpoints(self, room_id: str) -> list[Checkpoint]:
+        try:
+            cursor = self.checkpoints.find({"roomId": room_id}).sort(
+                [("version", DESCENDING), ("at", DESCENDING)]
+            )
+            docs = await cursor.to_list(length=None)
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return [
+            Checkpoint(
+                room_id=room_id, id=d["id"], name=d["name"], version=d["version"],
+                at=_utc(d["at"]), author_id=d.get("authorId"), author_name=d.get("authorName"),
+                auto=bool(d.get("auto")),
+            )
+            for d in docs
+        ]  # fmt: skip

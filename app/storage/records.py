@@ -124,3 +124,34 @@ class UserContext(Record):
     context: dict[str, Any]
     revision: int
     updated_at: datetime
+
+
+class HistoryEntry(Record):
+    """One recorded change of a session: a text's op (`op`, as JSON), the language (`op`, the
+    language's name), or a whole text at `version` (`kind` snapshot, in `text`)."""
+
+    room_id: str
+    version: int
+    doc_id: str  # the text ("" for the language)
+    kind: Literal["op", "language", "snapshot"]
+    op: Any = None
+    text: str | None = None
+    pinned: bool = False  # a checkpoint's snapshot: kept as long as its session
+    author_id: str | None = None
+    author_name: str | None = None
+    at: datetime
+    inserted: int = 0
+    deleted: int = 0
+
+
+class Checkpoint(Record):
+    """A named version of a session (`auto`: made by the server)."""
+
+    room_id: str
+    id: str
+    name: str
+    version: int
+    at: datetime
+    author_id: str | None = None
+    author_name: str | None = None
+    auto: bool = False

@@ -22,7 +22,9 @@ from app.storage.records import (
     AccessRecord,
     ChatPreview,
     ChatRecord,
+    Checkpoint,
     FileRecord,
+    HistoryEntry,
     Participant,
     SessionRecord,
     SessionSummary,
@@ -67,6 +69,33 @@ CREATE TABLE IF NOT EXISTS files (
     uploaded_at TEXT NOT NULL,
     version INTEGER NOT NULL,
     PRIMARY KEY (room_id, file_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    room_id TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    op TEXT,
+    text TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    author_id TEXT,
+    author_name TEXT,
+    at TEXT NOT NULL,
+    inserted INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, doc_id, kind, version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_by_version ON history (room_id, version);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    room_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    author_id TEXT,
+    author_name TEXT,
+    auto INTEGER NOT NULL,
+    PRIMARY KEY (room_id, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS user_contexts (
     user_id TEXT PRIMARY KEY,
@@ -142,10 +171,31 @@ ORDER BY s.last_activity DESC LIMIT ?
 """
 
 EXPIRED = "SELECT room_id FROM sessions WHERE expires_at <= ?"
+HISTORY_COLUMNS = (
+    "doc_id, kind, version, op, text, pinned, author_id, author_name, at, inserted, deleted"
+)
+MAX_VERSION = 2**62
 
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _history_entry(room_id: str, row: Sequence[Any]) -> HistoryEntry:
+    return HistoryEntry(
+        room_id=room_id,
+        doc_id=row[0],
+        kind=row[1],
+        version=row[2],
+        op=None if row[3] is None else orjson.loads(row[3]),
+        text=row[4],
+        pinned=bool(row[5]),
+        author_id=row[6],
+        author_name=row[7],
+        at=_time(row[8]),
+        inserted=row[9],
+        deleted=row[10],
+    )
 
 
 def _participants_json(participants: Sequence[Participant]) -> str:
@@ -434,6 +484,87 @@ class SqliteSessionStore:
                 room_ids = [row[0] for row in await cursor.fetchall()]
             return await self._delete_rooms(db, room_ids)
 
+    # -- history ------------------------------------------------------------------------
+
+    async def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
+        rows = [
+            (
+                e.room_id, e.doc_id, e.kind, e.version,
+                None if e.op is None else orjson.dumps(e.op).decode(),
+                e.text, int(e.pinned), e.author_id, e.author_name, iso(e.at),
+                e.inserted, e.deleted,
+            )
+            for e in entries
+        ]  # fmt: skip
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO history (room_id, doc_id, kind, version, op, text, pinned,"
+                " author_id, author_name, at, inserted, deleted)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def list_history(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[HistoryEntry]:
+        rows = await self._fetch(
+            f"SELECT {HISTORY_COLUMNS} FROM history WHERE room_id = ? AND kind != 'snapshot'"
+            " AND version < ? ORDER BY version DESC LIMIT ?",
+            (room_id, MAX_VERSION if before is None else before, limit),
+        )
+        return [_history_entry(room_id, row) for row in rows]
+
+    async def text_history(
+        self, room_id: str, doc_id: str, version: int
+    ) -> tuple[HistoryEntry | None, list[HistoryEntry]]:
+        snapshots = await self._fetch(
+            f"SELECT {HISTORY_COLUMNS} FROM history WHERE room_id = ? AND doc_id = ?"
+            " AND kind = 'snapshot' AND version <= ? ORDER BY version DESC LIMIT 1",
+            (room_id, doc_id, version),
+        )
+        snapshot = _history_entry(room_id, snapshots[0]) if snapshots else None
+        start = snapshot.version if snapshot is not None else -1
+        rows = await self._fetch(
+            f"SELECT {HISTORY_COLUMNS} FROM history WHERE room_id = ? AND doc_id = ?"
+            " AND kind = 'op' AND version > ? AND version <= ? ORDER BY version",
+            (room_id, doc_id, start, version),
+        )
+        return snapshot, [_history_entry(room_id, row) for row in rows]
+
+    async def language_at(self, room_id: str, version: int) -> str | None:
+        rows = await self._fetch(
+            "SELECT op FROM history WHERE room_id = ? AND kind = 'language' AND version <= ?"
+            " ORDER BY version DESC LIMIT 1",
+            (room_id, version),
+        )
+        return str(orjson.loads(rows[0][0])) if rows else None
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        c = checkpoint
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO checkpoints (room_id, id, name, version, at, author_id,"
+                " author_name, auto) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (c.room_id, c.id, c.name, c.version, iso(c.at), c.author_id, c.author_name,
+                 int(c.auto)),
+            )  # fmt: skip
+
+    async def list_checkpoints(self, room_id: str) -> list[Checkpoint]:
+        rows = await self._fetch(
+            "SELECT id, name, version, at, author_id, author_name, auto FROM checkpoints"
+            " WHERE room_id = ? ORDER BY version DESC, at DESC",
+            (room_id,),
+        )
+        return [
+            Checkpoint(
+                room_id=room_id, id=r[0], name=r[1], version=r[2], at=_time(r[3]),
+                author_id=r[4], author_name=r[5], auto=bool(r[6]),
+            )
+            for r in rows
+        ]  # fmt: skip
+
     async def load_context(self, user_id: str) -> UserContext | None:
         rows = await self._fetch(
             "SELECT context, revision, updated_at FROM user_contexts WHERE user_id = ?",
@@ -472,6 +603,6 @@ class SqliteSessionStore:
         for room_id in room_ids:
             cursor = await db.execute("DELETE FROM sessions WHERE room_id = ?", (room_id,))
             deleted += cursor.rowcount
-            for table in ("messages", "session_users", "files"):
+            for table in ("messages", "session_users", "files", "history", "checkpoints"):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
         return deleted

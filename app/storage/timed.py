@@ -10,7 +10,14 @@ from typing import TypeVar
 from prometheus_client import Histogram
 
 from app.storage import SessionStore
-from app.storage.records import ChatRecord, SessionRecord, SessionSummary, UserContext
+from app.storage.records import (
+    ChatRecord,
+    Checkpoint,
+    HistoryEntry,
+    SessionRecord,
+    SessionSummary,
+    UserContext,
+)
 
 T = TypeVar("T")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -89,3 +96,29 @@ class TimedStore:
         return await self._timed(
             "save_context", lambda: self.inner.save_context(context, expected=expected)
         )
+
+    async def append_history(self, entries: Sequence[HistoryEntry]) -> None:
+        await self._timed("append_history", lambda: self.inner.append_history(entries))
+
+    async def list_history(
+        self, room_id: str, *, before: int | None, limit: int
+    ) -> list[HistoryEntry]:
+        return await self._timed(
+            "list_history", lambda: self.inner.list_history(room_id, before=before, limit=limit)
+        )
+
+    async def text_history(
+        self, room_id: str, doc_id: str, version: int
+    ) -> tuple[HistoryEntry | None, list[HistoryEntry]]:
+        return await self._timed(
+            "text_history", lambda: self.inner.text_history(room_id, doc_id, version)
+        )
+
+    async def language_at(self, room_id: str, version: int) -> str | None:
+        return await self._timed("language_at", lambda: self.inner.language_at(room_id, version))
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._timed("save_checkpoint", lambda: self.inner.save_checkpoint(checkpoint))
+
+    async def list_checkpoints(self, room_id: str) -> list[Checkpoint]:
+        return await self._timed("list_checkpoints", lambda: self.inner.list_checkpoints(room_id))
