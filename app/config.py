@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         default=None,
         description="serve /metrics only to `Authorization: Bearer <token>` (enables it)",
     )
+    checkpoint_interval_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="an automatic checkpoint this often while a room is "
+        "worked on (0: none; one is also made when the last person leaves)",
+    )
     auth_mode: Literal["open", "optional", "required"] = Field(
         default="open",
         description="open: the room id is the key; optional: tokens make owners and private "

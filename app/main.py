@@ -34,6 +34,7 @@ from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
 from app.domain.throttle import AddressLimits, ConnectionGuard, Rate, TrustedProxies
+from app.domain.versions import Versions
 from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError, open_store, store_url
 from app.storage.timed import TimedStore, store_histogram
@@ -54,6 +55,7 @@ ROOMS_KEY = web.AppKey("rooms", Rooms)
 WRITER_KEY = web.AppKey("writer", DebouncedWriter)
 SIO_KEY = web.AppKey("sio", socketio.AsyncServer)
 EVENTS_KEY = web.AppKey("events", SocketEvents)
+VERSIONS_KEY = web.AppKey("versions", Versions)
 CLOSE_SOCKETS_SECONDS = 3.0
 # Cancel a request's handler when its client goes away: a long-poll whose page was reloaded
 # is then noticed at once (a transport error), not after the 45 s ping timeout.
@@ -275,14 +277,15 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     editing = Editing(rooms, notifier, settings)
     gate, tokens = Gate(rooms, notifier), Tokens(settings)
     contexts = Contexts(timed, notifier, gate.policy, rooms.clock)
+    sessions = Sessions(rooms, editing, gate)
+    versions = Versions(rooms, editing, sessions, notifier)
     events = SocketEvents(
         sio, settings, guard, notifier, rooms, editing, Calls(rooms, notifier),
         Meetings(notifier, settings, cluster.roster if cluster is not None else None),
-        gate, tokens, contexts,
+        gate, tokens, contexts, versions,
     )  # fmt: skip
     events.register()
-    sessions = Sessions(rooms, editing, gate)
-    SessionRoutes(sessions, settings, guard.address_of, tokens, contexts).register(app)
+    SessionRoutes(sessions, settings, guard.address_of, tokens, contexts, versions).register(app)
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
     if settings.try_page:
@@ -290,6 +293,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     stats = StatsLine(sources)
     app[STORE_KEY], app[ROOMS_KEY], app[WRITER_KEY], app[SIO_KEY] = store, rooms, writer, sio
     app[EVENTS_KEY] = events
+    app[VERSIONS_KEY] = versions
     if cluster is not None:
         app[CLUSTER_KEY] = cluster
     app.cleanup_ctx.append(_lifecycle(settings, stats))
@@ -306,12 +310,14 @@ def _lifecycle(settings: Settings, stats: StatsLine) -> Any:
             events = app[EVENTS_KEY]
             await cluster.start(app[ROOMS_KEY], events.meetings, events.guard.limits)
         purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
+        checkpoints = asyncio.create_task(app[VERSIONS_KEY].run())
         interval = settings.stats_interval_seconds
         stats_task = asyncio.create_task(stats.run(interval)) if interval > 0 else None
         yield
         # Shutdown, in order: sockets were closed by on_shutdown (which made every room write
         # at once); flush what is pending, then close the store.
-        for task in (purger, opening, stats_task):
+        await app[VERSIONS_KEY].close()
+        for task in (purger, opening, stats_task, checkpoints):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -222,6 +222,11 @@ USER = "/api/sessions/user/{userId}"
 FILES = "/api/sessions/{roomId}/files"
 FILE = "/api/sessions/{roomId}/files/{fileId}"
 CONTEXT = "/api/users/{userId}/context"
+HISTORY = "/api/sessions/{roomId}/history"
+VERSION = "/api/sessions/{roomId}/versions/{version}"
+DIFF = "/api/sessions/{roomId}/diff"
+RESTORE = "/api/sessions/{roomId}/restore"
+CHECKPOINTS = "/api/sessions/{roomId}/checkpoints"
 
 
 async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_path: Path) -> None:
@@ -280,6 +285,44 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
             nosuch = "/api/sessions/NOSUCH/files"
             await call(server, answers, FILES, "get", 404, path=nosuch)
             await call(server, answers, FILES, "post", 404, path=nosuch, json_body=saved)
+
+            # History: browse, a version, a diff, a checkpoint, a restore.
+            room = f"/api/sessions/{ROOM}"
+            typed = await client.call("codeChange", {"roomId": ROOM, "code": "typed\n"})
+            first = typed["version"]
+            listed_history = await call(server, answers, HISTORY, "get", 200,
+                                        path=room + "/history?limit=1")  # fmt: skip
+            assert listed_history["versions"][0]["version"] >= first
+            await call(server, answers, HISTORY, "get", 400, path=room + "/history?limit=0")
+            await call(server, answers, HISTORY, "get", 404, path="/api/sessions/NOSUCH/history")
+            await call(server, answers, VERSION, "get", 200, path=f"{room}/versions/{first}")
+            await call(server, answers, VERSION, "get", 404, path=f"{room}/versions/99999")
+            await call(server, answers, VERSION, "get", 400, path="/api/sessions/a.b/versions/1")
+            await call(
+                server, answers, DIFF, "get", 200, path=f"{room}/diff?from={first}&to={first}"
+            )
+            await call(server, answers, DIFF, "get", 400, path=f"{room}/diff?from=x&to=1")
+            await call(server, answers, DIFF, "get", 404, path=f"{room}/diff?from=0&to=99999")
+            made = await call(server, answers, CHECKPOINTS, "post", 201, path=room + "/checkpoints",
+                              json_body={"name": "cp"})  # fmt: skip
+            await call(server, answers, CHECKPOINTS, "post", 400, path=room + "/checkpoints",
+                       json_body={"name": ""})  # fmt: skip
+            nosuch_checkpoints = "/api/sessions/NOSUCH/checkpoints"
+            await call(server, answers, CHECKPOINTS, "post", 404, path=nosuch_checkpoints,
+                       json_body={"name": "x"})  # fmt: skip
+            await call(server, answers, CHECKPOINTS, "post", 413, path=room + "/checkpoints",
+                       body=too_big)  # fmt: skip
+            await call(server, answers, CHECKPOINTS, "post", 415, path=room + "/checkpoints",
+                       body=b"{}", content_type="text/plain")  # fmt: skip
+            restore = {"checkpointId": made["checkpoint"]["id"]}
+            await call(server, answers, RESTORE, "post", 200, path=room + "/restore",
+                       json_body=restore)  # fmt: skip
+            await call(server, answers, RESTORE, "post", 400, path=room + "/restore", json_body={})
+            await call(server, answers, RESTORE, "post", 404, path=room + "/restore",
+                       json_body={"version": 99999})  # fmt: skip
+            await call(server, answers, RESTORE, "post", 413, path=room + "/restore", body=too_big)
+            await call(server, answers, RESTORE, "post", 415, path=room + "/restore", body=b"{}",
+                       content_type="text/plain")  # fmt: skip
         finally:
             await client.close()
         listed = await call(server, answers, USER, "get", 200, path="/api/sessions/user/user-ann")
@@ -351,6 +394,12 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
         for method in ("get", "put"):
             path = CONTEXT.format(userId="u")
             await call(server, answers, CONTEXT, method, 429, path=path, json_body={})
+        for template, method in (
+            (HISTORY, "get"), (VERSION, "get"), (DIFF, "get"), (RESTORE, "post"),
+            (CHECKPOINTS, "post"),
+        ):  # fmt: skip
+            path = template.format(roomId="ANY", version=1)
+            await call(server, answers, template, method, 429, path=path, json_body={})
 
     # 410 for an expired session; 503 from every session route while the store is down.
     store = FlakyStore(tmp_path / "expiring.sqlite3")
@@ -384,6 +433,13 @@ STORE_DOWN_ROUTES = [
     pytest.param(FILE, "get", "/api/sessions/COLD/files/f", None, id="file"),
     pytest.param(FILE, "delete", "/api/sessions/COLD/files/f", None, id="delete-file"),
     pytest.param(CONTEXT, "get", "/api/users/u/context", None, id="context"),
+    pytest.param(HISTORY, "get", "/api/sessions/COLD/history", None, id="history"),
+    pytest.param(VERSION, "get", "/api/sessions/COLD/versions/1", None, id="version"),
+    pytest.param(DIFF, "get", "/api/sessions/COLD/diff?from=0&to=1", None, id="diff"),
+    pytest.param(RESTORE, "post", "/api/sessions/COLD/restore", {"version": 1}, id="restore"),
+    pytest.param(
+        CHECKPOINTS, "post", "/api/sessions/COLD/checkpoints", {"name": "c"}, id="checkpoint"
+    ),
     pytest.param(CONTEXT, "put", "/api/users/u/context", {"a": 1}, id="put-context"),
 ]
 

@@ -109,3 +109,9 @@ class InviteUsed(DomainError):
     code = "invite_used"
     status = 409
     title = "Invite used"
+
+
+class VersionNotFound(DomainError):
+    code = "version_not_found"
+    status = 404
+    title = "Version not found"

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from app.domain.ot import Delete, Op, apply, op_from_json, op_to_json
-from app.storage.records import HistoryEntry
+from app.storage.records import Checkpoint, HistoryEntry
 
+LANGUAGE = ""  # the doc_id of the language's entries (a language snapshot: its name)
 SNAPSHOT_EVERY = 100  # versions of one text between two snapshots
 # Entries held while the store is down; beyond, they are dropped and each text starts again
 # from a snapshot (a hole in the history: versions inside it rebuild as the one before it).
@@ -39,6 +40,8 @@ class RoomHistory:
         self.based: set[str] = set()  # texts whose text before this lifetime is recorded
         self.since_snapshot: dict[str, int] = {}  # changes of each text since its snapshot
         self.dropped = 0  # times the outbox overflowed (a store outage too long)
+        self.checkpoints: list[Checkpoint] = []  # made, not stored yet
+        self.checkpoint_ids: set[str] = set()  # made in this lifetime (applied once)
 
     def op(
         self,
@@ -48,8 +51,13 @@ class RoomHistory:
         before: str,
         after: str,
         author: tuple[str | None, str | None],
+        language: str,
     ) -> None:
-        """A change of the text `doc_id`: `before` is its text at `version` - 1."""
+        """A change of the text `doc_id`: `before` is its text at `version` - 1, `language`
+        the room's then."""
+        if LANGUAGE not in self.based:
+            self.based.add(LANGUAGE)
+            self.snapshot(LANGUAGE, version - 1, language)
         if doc_id not in self.based:
             self.based.add(doc_id)  # what this lifetime starts from, to rebuild on
             self.snapshot(doc_id, version - 1, before)
@@ -76,9 +84,9 @@ class RoomHistory:
     def language(
         self, version: int, language: str, before: str, author: tuple[str | None, str | None]
     ) -> None:
-        if "language" not in self.based:
-            self.based.add("language")
-            self._add(self._language(version - 1, before, (None, None)))
+        if LANGUAGE not in self.based:
+            self.based.add(LANGUAGE)
+            self.snapshot(LANGUAGE, version - 1, before)
         self._add(self._language(version, language, author))
 
     def _language(
@@ -87,7 +95,7 @@ class RoomHistory:
         return HistoryEntry(
             room_id=self.room_id,
             version=version,
-            doc_id="",
+            doc_id=LANGUAGE,
             kind="language",
             op=language,
             author_id=author[0],
@@ -111,8 +119,16 @@ class RoomHistory:
             )
         )
 
+    def checkpoint(self, made: Checkpoint, texts: dict[str, str], language: str) -> None:
+        """A checkpoint of the room at `made.version`: its texts, kept with it."""
+        self.checkpoint_ids.add(made.id)
+        for doc_id, text in texts.items():
+            self.snapshot(doc_id, made.version, text, pinned=True)
+        self.snapshot(LANGUAGE, made.version, language, pinned=True)
+        self.checkpoints.append(made)
+
     def changed_since_snapshot(self) -> list[str]:
-        return [doc_id for doc_id, count in self.since_snapshot.items() if count]
+        return [d for d, count in self.since_snapshot.items() if count and d != LANGUAGE]
 
     def _add(self, entry: HistoryEntry) -> None:
         if len(self.outbox) >= MAX_OUTBOX:
@@ -124,6 +140,7 @@ class RoomHistory:
     def stored(self, version: int) -> None:
         """Entries up to `version` are stored (by this process's writer or another's)."""
         self.outbox = [e for e in self.outbox if e.version > version]
+        self.checkpoints = [c for c in self.checkpoints if c.version > version]
 
 
 def rebuild(snapshot: HistoryEntry | None, ops: Sequence[HistoryEntry]) -> str | None:

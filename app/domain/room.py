@@ -170,6 +170,8 @@ class Room:
         self.expires_at = record.expires_at
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
         self.history = RoomHistory(self.room_id, lambda: self.stamp or utc_now())
+        # The version of the last checkpoint and when (monotonic): loaded counts as one.
+        self.checkpointed = (record.version, monotonic())
         self.docs: dict[str, Document] = {}
         self._load_docs(record)
         self.active_file = record.active_file
@@ -214,7 +216,7 @@ class Room:
         )
 
         def record(version: int, op: Op, before: str, after: str, author: str | None) -> None:
-            self.history.op(doc_id, version, op, before, after, self.author(author))
+            self.history.op(doc_id, version, op, before, after, self.author(author), self.language)
 
         history.recorder = record
         return history

@@ -117,6 +117,7 @@ class Rooms:
             "write": lambda room, entry: self.writer.write_soon(room),
         }
         self._background_tasks: set[asyncio.Task[None]] = set()
+        self.on_empty: list[Callable[[Room], None]] = []  # told when the last one leaves
         self.monotonic = monotonic  # when texts changed and were sent (see streams.py)
         self.writer = writer
         self.settings = settings
@@ -730,7 +731,14 @@ class Rooms:
         if room.members:
             self.writer.changed(room)
         else:
-            # The last one out: write at once, keep the room warm for a quick return.
+            # The last one out: a snapshot of what changed in its history, write at once,
+            # keep the room warm for a quick return.
+            for doc_id in room.history.changed_since_snapshot():
+                doc = room.docs.get(doc_id)
+                if doc is not None:
+                    room.history.snapshot(doc_id, room.version, doc.text)
+            for hook in self.on_empty:
+                hook(room)
             self.writer.write_soon(room)
             self._schedule_unload(room)
 

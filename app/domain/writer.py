@@ -227,6 +227,7 @@ class DebouncedWriter:
         # Snapshot synchronously: changes arriving during the write are saved by the next one.
         record, changes, messages = room.snapshot(), room.changes, list(room.outbox)
         history = [e for e in room.history.outbox if e.version <= record.version]
+        checkpoints = [c for c in room.history.checkpoints if c.version <= record.version]
         covered = room.log_id
         first_change, pending.first_change = pending.first_change, None
         pending.writing = True
@@ -236,6 +237,8 @@ class DebouncedWriter:
             written = await self.store.save(record)
             if written and history:  # after the session: never versions it does not hold
                 await self.store.append_history(history)
+            for checkpoint in checkpoints if written else ():
+                await self.store.save_checkpoint(checkpoint)
         except StoreError as error:
             log.warning(
                 "room %s: write of version %s failed: %s", room.room_id, record.version, error

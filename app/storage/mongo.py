@@ -497,13 +497,18 @@ class MongoSessionStore:
 
     async def language_at(self, room_id: str, version: int) -> str | None:
         try:
+            # The language's own changes, and its snapshots (docId "", the name in `text`).
             found = await self.history.find_one(
-                {"roomId": room_id, "kind": "language", "version": {"$lte": version}},
-                sort=[("version", DESCENDING)],
+                {"roomId": room_id, "docId": "", "version": {"$lte": version}},
+                sort=[("version", DESCENDING), ("kind", ASCENDING)],
             )
         except PyMongoError as error:
             raise StoreError(f"MongoDB: {error}") from error
-        return None if found is None else str(orjson.loads(found["opJson"]))
+        if found is None:
+            return None
+        if found.get("opJson") is not None:
+            return str(orjson.loads(found["opJson"]))
+        return str(found["text"])
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint

@@ -534,12 +534,15 @@ class SqliteSessionStore:
         return snapshot, [_history_entry(room_id, row) for row in rows]
 
     async def language_at(self, room_id: str, version: int) -> str | None:
+        # The language's own changes, and its snapshots (doc_id "", the name in `text`).
         rows = await self._fetch(
-            "SELECT op FROM history WHERE room_id = ? AND kind = 'language' AND version <= ?"
-            " ORDER BY version DESC LIMIT 1",
+            "SELECT op, text FROM history WHERE room_id = ? AND doc_id = '' AND version <= ?"
+            " ORDER BY version DESC, kind LIMIT 1",
             (room_id, version),
         )
-        return str(orjson.loads(rows[0][0])) if rows else None
+        if not rows:
+            return None
+        return str(orjson.loads(rows[0][0])) if rows[0][0] is not None else str(rows[0][1])
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint

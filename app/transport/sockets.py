@@ -28,6 +28,7 @@ from app.domain.errors import DomainError, Forbidden, InvalidPayload, Unauthoriz
 from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
+from app.domain.versions import Versions, checkpoint_out
 from app.storage.records import MAIN_FILE_ID
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import ARRIVED
@@ -70,6 +71,7 @@ class SocketEvents:
         gate: Gate,
         tokens: Tokens,
         contexts: Contexts,
+        versions: Versions,
     ) -> None:
         self.sio = sio
         self.settings = settings
@@ -82,6 +84,7 @@ class SocketEvents:
         self.gate = gate
         self.tokens = tokens
         self.contexts = contexts
+        self.versions = versions
         self.identities: dict[str, Identity] = {}  # sockets that presented a valid token
         self.invites: dict[str, str] = {}  # an invite in the connection's `auth`
         self.expiries: dict[str, asyncio.TimerHandle] = {}  # when each token runs out
@@ -455,6 +458,16 @@ class SocketEvents:
     async def on_track_ended(self, sid: str, p: m.MediaTrackEnded) -> Json:
         await self.rooms.member(sid, p.roomId)  # accepted; the original served nothing either
         return {"ok": True}
+
+    # -- history ---------------------------------------------------------------------------
+
+    async def on_create_checkpoint(self, sid: str, p: m.CreateCheckpoint) -> Json:
+        room, member = await self.rooms.member(sid, p.roomId)
+        author = (member.account or member.user_id, member.name)
+        made = await self.versions.checkpoint(
+            room.room_id, self.identities.get(sid), p.name, author
+        )
+        return {"ok": True, "checkpoint": checkpoint_out(made)}
 
     # -- the user's context ----------------------------------------------------------------
 

@@ -97,6 +97,10 @@ EVENTS: tuple[Event, ...] = (
     Event("screenShareStopped", m.RoomEvent, "call", relay=Relay("userScreenShareStopped")),
     Event("raiseHand", m.RaiseHand, "call", relay=Relay("userRaisedHand", _hand)),
     Event("lowerHand", m.RoomEvent, "call", relay=Relay("userLoweredHand")),
+    # History (extension).
+    Event(
+        "createCheckpoint", m.CreateCheckpoint, "file", handler="create_checkpoint", needs="write"
+    ),
     # The user's context, on every connection of theirs (extension).
     Event("updateContext", m.UpdateContext, "context", handler="update_context"),
     # The meeting page (current generation): positional arguments.

@@ -402,3 +402,50 @@ class UpdateContext(Payload):
     userId: UserId | None = None  # with access control: the token's user (may be left out)
     key: ContextKey
     value: Any = None  # any JSON value; the whole context is bounded (64 KiB)
+
+
+# -- history -------------------------------------------------------------------------------
+
+CheckpointName = Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class HistoryQuery(BaseModel):
+    """`?before=&limit=` of GET /api/sessions/:roomId/history."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    before: Annotated[int, Field(ge=0, le=MAX_NUMBER)] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+
+
+class VersionQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    fileId: Annotated[str, Field(min_length=1, max_length=255)] = "main.js"
+
+
+class DiffQuery(VersionQuery):
+    from_: Annotated[int, Field(ge=0, le=MAX_NUMBER, alias="from")]
+    to: Annotated[int, Field(ge=0, le=MAX_NUMBER)]
+
+
+class RestoreBody(Payload):
+    version: Version | None = None
+    checkpointId: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    fileId: FileId | None = None
+
+    @model_validator(mode="after")
+    def one_target(self) -> RestoreBody:
+        if (self.version is None) == (self.checkpointId is None):
+            raise ValueError("give exactly one of version and checkpointId")
+        return self
+
+
+class CheckpointBody(Payload):
+    name: CheckpointName
+
+
+class CreateCheckpoint(RoomEvent):
+    """Extension: a named checkpoint of the room as it is now."""
+
+    name: CheckpointName

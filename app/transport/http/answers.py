@@ -10,7 +10,9 @@ from app.clock import iso
 from app.storage.records import (
     AccessRecord,
     ChatRecord,
+    Checkpoint,
     FileRecord,
+    HistoryEntry,
     Participant,
     SessionRecord,
     SessionSummary,
@@ -285,3 +287,86 @@ class ContextAnswer(Answer):
             revision=found.revision,
             updatedAt=iso(found.updated_at),
         )
+
+
+class AuthorOut(Answer):
+    userId: str | None
+    name: str | None
+
+
+class ChangeOut(Answer):
+    version: int
+    kind: Literal["text", "language"]
+    fileId: str | None = Field(description="The text changed (null for the language)")
+    language: str | None = Field(description="The new language (language changes)")
+    at: IsoTime
+    author: AuthorOut
+    inserted: int = Field(description="Characters inserted")
+    deleted: int = Field(description="Characters deleted")
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> ChangeOut:
+        text = entry.kind == "op"
+        return cls(
+            version=entry.version,
+            kind="text" if text else "language",
+            fileId=entry.doc_id if text else None,
+            language=None if text else str(entry.op),
+            at=iso(entry.at),
+            author=AuthorOut(userId=entry.author_id, name=entry.author_name),
+            inserted=entry.inserted,
+            deleted=entry.deleted,
+        )
+
+
+class CheckpointOut(Answer):
+    id: str
+    name: str
+    version: int
+    at: IsoTime
+    author: AuthorOut
+    auto: bool = Field(description="Made by the server (last person left, or periodic)")
+
+    @classmethod
+    def of(cls, made: Checkpoint) -> CheckpointOut:
+        return cls(
+            id=made.id,
+            name=made.name,
+            version=made.version,
+            at=iso(made.at),
+            author=AuthorOut(userId=made.author_id, name=made.author_name),
+            auto=made.auto,
+        )
+
+
+class HistoryAnswer(Answer):
+    success: Literal[True] = True
+    versions: list[ChangeOut] = Field(description="Newest first")
+    checkpoints: list[CheckpointOut] = Field(description="Newest first")
+    nextBefore: int | None = Field(description="`before` of the next page (null: no more)")
+
+
+class VersionAnswer(Answer):
+    success: Literal[True] = True
+    version: int
+    fileId: str
+    code: str
+    language: str
+
+
+class DiffAnswer(Answer):
+    success: Literal[True] = True
+    fileId: str
+    fromVersion: int
+    toVersion: int
+    diff: str = Field(description="A unified diff (empty: the same text)")
+
+
+class RestoredAnswer(Answer):
+    success: Literal[True] = True
+    version: int = Field(description="The room's version after the restore")
+
+
+class CheckpointAnswer(Answer):
+    success: Literal[True] = True
+    checkpoint: CheckpointOut

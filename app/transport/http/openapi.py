@@ -10,23 +10,30 @@ from pydantic.json_schema import models_json_schema
 from app.config import Settings
 from app.transport.http.answers import (
     AccessAnswer,
+    CheckpointAnswer,
     ContextAnswer,
     CreatedAnswer,
+    DiffAnswer,
     DoneAnswer,
     ErrorAnswer,
     FileAnswer,
     FilesAnswer,
     HealthAnswer,
+    HistoryAnswer,
     InviteAnswer,
     ReadyAnswer,
+    RestoredAnswer,
     SavedFileAnswer,
     SessionAnswer,
     UserSessionsAnswer,
+    VersionAnswer,
 )
 from app.wire.inbound import (
     AccessBody,
+    CheckpointBody,
     CreateSessionBody,
     InviteBody,
+    RestoreBody,
     SaveFileBody,
     UpdateSessionBody,
 )
@@ -44,6 +51,9 @@ FILE_ID = {
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+FILE_QUERY = {
+    "name": "fileId", "in": "query", "schema": {"type": "string", "default": "main.js"},
+}  # fmt: skip
 COMMON_ERRORS = {
     "400": "Malformed JSON, an invalid body or a malformed id",
     "413": "The body is over the size limit",
@@ -75,9 +85,13 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
         CreateSessionBody, UpdateSessionBody, SaveFileBody, ErrorAnswer, SessionAnswer,
         CreatedAnswer, DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
         FilesAnswer, FileAnswer, SavedFileAnswer, AccessBody, InviteBody, AccessAnswer,
-        InviteAnswer, ContextAnswer,
+        InviteAnswer, ContextAnswer, HistoryAnswer, VersionAnswer, DiffAnswer, RestoredAnswer,
+        CheckpointAnswer, RestoreBody, CheckpointBody,
     ]  # fmt: skip
-    bodies = (CreateSessionBody, UpdateSessionBody, SaveFileBody, AccessBody, InviteBody)
+    bodies = (
+        CreateSessionBody, UpdateSessionBody, SaveFileBody, AccessBody, InviteBody, RestoreBody,
+        CheckpointBody,
+    )  # fmt: skip
     _, schemas = models_json_schema(
         [(model, "validation" if model in bodies else "serialization") for model in models],
         ref_template=REF,
@@ -147,6 +161,55 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
                             "schema": {"type": "string", "maxLength": limits.max_user_id_length}}],
             "responses": {"200": _json(UserSessionsAnswer, "Sessions, newest activity first")}
             | _errors("400", "429", "503"),
+        }},
+        "/api/sessions/{roomId}/history": {"parameters": [ROOM_ID], "get": {
+            "summary": "The session's changes (newest first, in pages) and its checkpoints",
+            "parameters": [
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            ],
+            "responses": {"200": _json(HistoryAnswer, "A page of changes, and the checkpoints")}
+            | _errors("400", "429", "503", **not_found),
+        }},
+        "/api/sessions/{roomId}/versions/{version}": {
+            "parameters": [ROOM_ID, {"name": "version", "in": "path", "required": True,
+                                     "schema": {"type": "integer", "minimum": 0}}],
+            "get": {
+                "summary": "A text (and the language) as it was at a version",
+                "parameters": [FILE_QUERY],
+                "responses": {"200": _json(VersionAnswer, "The text then")}
+                | _errors("400", "429", "503",
+                          **{"404": "No such session, or that version is not recorded"}),
+            },
+        },
+        "/api/sessions/{roomId}/diff": {"parameters": [ROOM_ID], "get": {
+            "summary": "A unified diff of a text between two versions",
+            "parameters": [
+                {"name": "from", "in": "query", "required": True,
+                 "schema": {"type": "integer", "minimum": 0}},
+                {"name": "to", "in": "query", "required": True,
+                 "schema": {"type": "integer", "minimum": 0}},
+                FILE_QUERY,
+            ],
+            "responses": {"200": _json(DiffAnswer, "The diff")}
+            | _errors("400", "429", "503",
+                      **{"404": "No such session, or a version is not recorded"}),
+        }},
+        "/api/sessions/{roomId}/restore": {"parameters": [ROOM_ID], "post": {
+            "summary": "Make a text what it was at a version or checkpoint: one new change "
+            "through the live room (it can itself be undone)",
+            "requestBody": _body(RestoreBody),
+            "responses": {"200": _json(RestoredAnswer, "Restored")}
+            | _errors("400", "413", "415", "429", "503",
+                      **{"404": "No such session, version or checkpoint"}),
+        }},
+        "/api/sessions/{roomId}/checkpoints": {"parameters": [ROOM_ID], "post": {
+            "summary": "A named checkpoint of the session as it is now (the room hears "
+            "checkpointCreated)",
+            "requestBody": _body(CheckpointBody),
+            "responses": {"201": _json(CheckpointAnswer, "Made")}
+            | _errors("400", "413", "415", "429", "503", **not_found),
         }},
         "/api/users/{userId}/context": {
             "parameters": [{"name": "userId", "in": "path", "required": True,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.clock import iso, utc_now
 from app.config import Settings
@@ -14,41 +15,57 @@ from app.domain.access import Identity
 from app.domain.contexts import Contexts
 from app.domain.errors import InvalidPayload, Unauthorized
 from app.domain.sessions import FileEntry, Sessions, with_main_content
+from app.domain.versions import Versions
+from app.storage.records import MAIN_FILE_ID
 from app.transport.http.answers import (
     AccessAnswer,
     AccessOut,
     Answer,
+    ChangeOut,
+    CheckpointAnswer,
+    CheckpointOut,
     ContextAnswer,
     CreatedAnswer,
     CreatedSession,
+    DiffAnswer,
     DoneAnswer,
     FileAnswer,
     FileOut,
     FilesAnswer,
     HealthAnswer,
+    HistoryAnswer,
     InviteAnswer,
     ReadyAnswer,
+    RestoredAnswer,
     SavedFileAnswer,
     SessionAnswer,
     SessionOut,
     SummaryOut,
     UserSessionsAnswer,
+    VersionAnswer,
 )
 from app.transport.http.middleware import error_response, json_response
 from app.transport.http.openapi import openapi_document
 from app.transport.tokens import Tokens
 from app.wire.inbound import (
+    MAX_NUMBER,
     ROOM_ID_PATTERN,
     AccessBody,
+    CheckpointBody,
     CreateSessionBody,
+    DiffQuery,
+    HistoryQuery,
     InviteBody,
     MessagesQuery,
+    RestoreBody,
     SaveFileBody,
     UpdateSessionBody,
+    VersionQuery,
 )
 from app.wire.validation import describe, parse
 
 USER_SESSIONS_LIMIT = 10
+Q = TypeVar("Q", bound=BaseModel)
 # The request's Identity (absent: anonymous, or access control off).
 CALLER = web.RequestKey("caller", Identity)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,9 +86,11 @@ class SessionRoutes:
         address_of: Callable[[web.Request], str],
         tokens: Tokens,
         contexts: Contexts,
+        versions: Versions,
     ) -> None:
         self.sessions = sessions
         self.contexts = contexts
+        self.versions = versions
         self.gate = sessions.gate
         self.settings = settings
         self.address_of = address_of  # the client's address (behind trusted proxies too)
@@ -122,6 +141,12 @@ class SessionRoutes:
         app.router.add_get(files, self.list_files)
         app.router.add_get(files + "/{fileId:[^/]+}", self.get_file)
         app.router.add_delete(files + "/{fileId:[^/]+}", self.delete_file)
+        room = "/api/sessions/{roomId:[^/]+}"
+        app.router.add_get(room + "/history", self.history)
+        app.router.add_get(room + "/versions/{version:[0-9]+}", self.version)
+        app.router.add_get(room + "/diff", self.diff)
+        app.router.add_post(room + "/restore", self.restore)
+        app.router.add_post(room + "/checkpoints", self.create_checkpoint)
         context = "/api/users/{userId:[^/]+}/context"
         app.router.add_get(context, self.get_context)
         app.router.add_put(context, self.put_context)
@@ -196,7 +221,7 @@ class SessionRoutes:
         session = SessionOut.of(record, messages, with_main_content(record))
         return answer(SessionAnswer(session=session))
 
-    def _query(self, model: type[MessagesQuery], request: web.Request) -> MessagesQuery:
+    def _query(self, model: type[Q], request: web.Request) -> Q:
         try:
             return model.model_validate(dict(request.query))
         except ValidationError as error:
@@ -267,6 +292,66 @@ class SessionRoutes:
         file_id = self._file_id(request)
         await self.sessions.delete_file(room_id, file_id, self._caller(request))
         return answer(DoneAnswer(message="File deleted successfully"))
+
+    # -- history -----------------------------------------------------------------------------
+
+    async def history(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        query = self._query(HistoryQuery, request)
+        entries, checkpoints = await self.versions.history(
+            room_id, self._caller(request), before=query.before, limit=query.limit
+        )
+        more = len(entries) == query.limit and entries[-1].version > 0
+        return answer(
+            HistoryAnswer(
+                versions=[ChangeOut.of(e) for e in entries],
+                checkpoints=[CheckpointOut.of(c) for c in checkpoints],
+                nextBefore=entries[-1].version if more else None,
+            )
+        )
+
+    async def version(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        number = int(request.match_info["version"])
+        if number > MAX_NUMBER:
+            raise InvalidPayload("version in the path is too large")
+        query = self._query(VersionQuery, request)
+        found = await self.versions.at(room_id, self._caller(request), number, query.fileId)
+        return answer(
+            VersionAnswer(
+                version=found.version, fileId=found.doc_id, code=found.text, language=found.language
+            )
+        )
+
+    async def diff(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        query = self._query(DiffQuery, request)
+        text = await self.versions.diff(
+            room_id, self._caller(request), query.from_, query.to, query.fileId
+        )
+        return answer(
+            DiffAnswer(fileId=query.fileId, fromVersion=query.from_, toVersion=query.to, diff=text)
+        )
+
+    async def restore(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        body = parse(RestoreBody, await self._json(request), self.settings)
+        version = await self.versions.restore(
+            room_id,
+            self._caller(request),
+            version=body.version,
+            checkpoint_id=body.checkpointId,
+            doc_id=body.fileId or MAIN_FILE_ID,
+        )
+        return answer(RestoredAnswer(version=version))
+
+    async def create_checkpoint(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        body = parse(CheckpointBody, await self._json(request), self.settings)
+        who = self._caller(request)
+        author = (None if who is None or who.admin else who.user_id, None)
+        made = await self.versions.checkpoint(room_id, who, body.name, author)
+        return answer(CheckpointAnswer(checkpoint=CheckpointOut.of(made)), status=201)
 
     # -- the user's context ------------------------------------------------------------------
 
