@@ -24,6 +24,8 @@ from app.storage.mongo import MongoSessionStore
 from app.storage.records import (
     AccessRecord,
     ChatRecord,
+    Checkpoint,
+    HistoryEntry,
     Participant,
     SessionRecord,
     SessionSummary,
@@ -761,3 +763,61 @@ async def test_a_user_context_is_written_only_over_the_revision_it_was_read_at(
     assert await store.save_context(stale, expected=1) is False
     assert await store.load_context("ann") == second
     assert await store.load_context("bob") is None
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def entry(version: int, kind: str, **fields: Any) -> HistoryEntry:
+    values: dict[str, Any] = {
+        "room_id": "hist", "version": version, "doc_id": "main.js", "kind": kind,
+        "at": utc_now(), **fields,
+    }  # fmt: skip
+    return HistoryEntry(**values)
+
+
+async def test_history_rebuilds_from_the_newest_snapshot_and_lists_changes(store: Any) -> None:
+    """A text at any version: the newest snapshot at or before it and the ops after; the
+    change list leaves snapshots out; entries stored twice are kept once."""
+    await store.save(session("hist", 1, now=utc_now()))
+    entries = [
+        entry(0, "snapshot", text="ab"),
+        entry(1, "op", op=[2, "c"], author_id="u1", author_name="Ann", inserted=1),
+        entry(2, "op", op=[{"d": "a"}], deleted=1),
+        entry(2, "snapshot", text="bc"),
+        entry(3, "op", op=[2, "!"], inserted=1),
+        entry(4, "language", doc_id="", op="python"),
+        entry(1, "op", op=[1, "x"], doc_id="other.py"),
+    ]
+    await store.append_history(entries)
+    await store.append_history(entries[:2])  # again: nothing doubles
+
+    snapshot, ops = await store.text_history("hist", "main.js", 1)
+    assert (snapshot.version, [o.version for o in ops]) == (0, [1])
+    assert ops[0] == entries[1]
+    snapshot, ops = await store.text_history("hist", "main.js", 3)
+    assert (snapshot.text, [o.op for o in ops]) == ("bc", [[2, "!"]])
+    assert await store.text_history("nohist", "main.js", 3) == (None, [])
+    assert await store.language_at("hist", 3) is None
+    assert await store.language_at("hist", 9) == "python"
+
+    listed = await store.list_history("hist", before=None, limit=10)
+    assert [(e.version, e.kind) for e in listed][:2] == [(4, "language"), (3, "op")]
+    assert all(e.kind != "snapshot" for e in listed) and len(listed) == 5
+    assert [e.version for e in await store.list_history("hist", before=3, limit=2)] == [2, 1]
+
+
+async def test_checkpoints_are_listed_newest_first_and_go_with_their_session(store: Any) -> None:
+    now = utc_now()
+    await store.save(session("hist", 1, now=now))
+    older = Checkpoint(room_id="hist", id="a", name="first", version=1, at=now, auto=True)
+    newer = Checkpoint(room_id="hist", id="b", name="second", version=5, at=now,
+                       author_id="u1", author_name="Ann")  # fmt: skip
+    await store.save_checkpoint(older)
+    await store.save_checkpoint(newer)
+    await store.save_checkpoint(newer)
+    assert await store.list_checkpoints("hist") == [newer, older]
+    await store.append_history([entry(0, "snapshot", text="x")])
+    assert await store.delete("hist")
+    assert await store.list_checkpoints("hist") == []
+    assert await store.text_history("hist", "main.js", 9) == (None, [])
