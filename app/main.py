@@ -30,6 +30,7 @@ from app.config import Settings
 from app.domain.calls import Calls, Meetings
 from app.domain.contexts import Contexts
 from app.domain.editing import Editing
+from app.domain.exports import Exports
 from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
@@ -285,7 +286,10 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
         gate, tokens, contexts, versions,
     )  # fmt: skip
     events.register()
-    SessionRoutes(sessions, settings, guard.address_of, tokens, contexts, versions).register(app)
+    exports = Exports(rooms, sessions)
+    SessionRoutes(
+        sessions, settings, guard.address_of, tokens, contexts, versions, exports
+    ).register(app)
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
     if settings.try_page:

@@ -104,12 +104,14 @@ async def check_every_route_is_described(server: RunningServer) -> None:
             in_path = {p["name"] for p in declared if p["in"] == "path"}
             assert in_path == set(re.findall(r"\{(\w+)\}", path)), (path, method)
             assert all(p["required"] for p in declared if p["in"] == "path")
+            archives = ["application/zip"] if path.endswith(("/export", "/import")) else []
             if method == "post":
                 body = operation["requestBody"]["content"]
-                assert list(body) == ["application/json"], (path, body)
+                assert list(body) == ["application/json", *archives], (path, body)
             for status, response in operation["responses"].items():
                 assert response["description"], (path, method, status)
-                assert list(response["content"]) == ["application/json"], (path, status)
+                media = ["application/json", *(archives if status == "200" else [])]
+                assert list(response["content"]) == media, (path, status)
 
 
 async def test_every_reference_resolves_and_every_schema_is_valid(server: RunningServer) -> None:
@@ -227,6 +229,8 @@ VERSION = "/api/sessions/{roomId}/versions/{version}"
 DIFF = "/api/sessions/{roomId}/diff"
 RESTORE = "/api/sessions/{roomId}/restore"
 CHECKPOINTS = "/api/sessions/{roomId}/checkpoints"
+EXPORT = "/api/sessions/{roomId}/export"
+IMPORT = "/api/sessions/import"
 
 
 async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_path: Path) -> None:
@@ -323,10 +327,17 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
             await call(server, answers, RESTORE, "post", 413, path=room + "/restore", body=too_big)
             await call(server, answers, RESTORE, "post", 415, path=room + "/restore", body=b"{}",
                        content_type="text/plain")  # fmt: skip
+            exported = await call(server, answers, EXPORT, "get", 200, path=room + "/export")
+            await call(server, answers, EXPORT, "get", 400, path=room + "/export?format=pdf")
+            await call(server, answers, EXPORT, "get", 404, path="/api/sessions/NOSUCH/export")
+            await call(server, answers, IMPORT, "post", 201, json_body=exported)
+            await call(server, answers, IMPORT, "post", 400, json_body={"format": "x"})
+            await call(server, answers, IMPORT, "post", 413, body=too_big)
+            await call(server, answers, IMPORT, "post", 415, body=b"{}", content_type="text/plain")
         finally:
             await client.close()
         listed = await call(server, answers, USER, "get", 200, path="/api/sessions/user/user-ann")
-        assert [s["roomId"] for s in listed["sessions"]] == [ROOM]
+        assert ROOM in [s["roomId"] for s in listed["sessions"]]  # and its imported copy
         await call(server, answers, USER, "get", 200, path="/api/sessions/user/nobody")
         await call(server, answers, "/api/health", "get", 200)
         await call(server, answers, "/api/ready", "get", 200)
@@ -396,7 +407,7 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
             await call(server, answers, CONTEXT, method, 429, path=path, json_body={})
         for template, method in (
             (HISTORY, "get"), (VERSION, "get"), (DIFF, "get"), (RESTORE, "post"),
-            (CHECKPOINTS, "post"),
+            (CHECKPOINTS, "post"), (EXPORT, "get"), (IMPORT, "post"),
         ):  # fmt: skip
             path = template.format(roomId="ANY", version=1)
             await call(server, answers, template, method, 429, path=path, json_body={})
@@ -418,6 +429,11 @@ async def test_every_documented_answer_of_every_route_matches_its_schema(tmp_pat
     assert answers.documented() - answers.seen == set()  # every documented answer was seen
 
 
+IMPORTABLE = {
+    "format": "codecollab-session", "formatVersion": 1, "roomId": "X", "code": "",
+    "language": "python", "createdAt": "2026-01-01T00:00:00.000Z",
+    "exportedAt": "2026-01-01T00:00:00.000Z",
+}  # fmt: skip
 STORE_DOWN_ROUTES = [
     pytest.param(
         CREATE, "post", "/api/sessions/create", {"roomId": "NEW", "creatorName": "A"}, id="create"
@@ -433,6 +449,8 @@ STORE_DOWN_ROUTES = [
     pytest.param(FILE, "get", "/api/sessions/COLD/files/f", None, id="file"),
     pytest.param(FILE, "delete", "/api/sessions/COLD/files/f", None, id="delete-file"),
     pytest.param(CONTEXT, "get", "/api/users/u/context", None, id="context"),
+    pytest.param(EXPORT, "get", "/api/sessions/COLD/export", None, id="export"),
+    pytest.param(IMPORT, "post", "/api/sessions/import", IMPORTABLE, id="import"),
     pytest.param(HISTORY, "get", "/api/sessions/COLD/history", None, id="history"),
     pytest.param(VERSION, "get", "/api/sessions/COLD/versions/1", None, id="version"),
     pytest.param(DIFF, "get", "/api/sessions/COLD/diff?from=0&to=1", None, id="diff"),

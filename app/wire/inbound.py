@@ -6,6 +6,7 @@ Limits come from `Settings`, given as the validation context (the defaults witho
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -449,3 +450,84 @@ class CreateCheckpoint(RoomEvent):
     """Extension: a named checkpoint of the room as it is now."""
 
     name: CheckpointName
+
+
+# -- export and import -------------------------------------------------------------------------
+
+EXPORT_FORMAT = "codecollab-session"
+MAX_EXPORTED_MESSAGES = 100_000
+MAX_EXPORTED_CHECKPOINTS = 1000
+
+
+def _iso_time(value: str) -> str:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an ISO-8601 time") from None
+    return value
+
+
+IsoTime = Annotated[StrictStr, AfterValidator(_iso_time)]
+
+
+class ExportedFile(Payload):
+    fileId: FileId
+    name: FileName
+    content: FileText = ""
+    mime: ShortText = "text/plain"
+    uploadedBy: UserId | None = None
+    uploaderName: UserName | None = None
+
+
+class ExportedParticipant(Payload):
+    userId: UserId | None = None
+    name: UserName
+
+
+class ExportedMessage(Payload):
+    id: ShortText
+    userId: UserId | None = None
+    userName: UserName
+    message: ChatText
+    timestamp: IsoTime
+
+
+class ExportedCheckpoint(Payload):
+    name: CheckpointName
+    auto: StrictBool = False
+    language: Language
+    texts: Annotated[dict[FileId, FileText], Field(max_length=51)]
+
+
+class SessionExport(Payload):
+    """A whole session (GET .../export; POST /api/sessions/import takes it back)."""
+
+    format: Literal["codecollab-session"]
+    formatVersion: Literal[1]
+    roomId: RoomId
+    code: Code
+    language: Language
+    creatorName: UserName | None = None
+    creatorUserId: UserId | None = None
+    participants: Annotated[list[ExportedParticipant], Field(max_length=500)] = []
+    files: Annotated[list[ExportedFile], Field(max_length=50)] = []
+    activeFile: FileId | None = None
+    whiteboardElements: Whiteboard = None
+    messages: Annotated[list[ExportedMessage], Field(max_length=MAX_EXPORTED_MESSAGES)] = []
+    checkpoints: Annotated[
+        list[ExportedCheckpoint], Field(max_length=MAX_EXPORTED_CHECKPOINTS)
+    ] = []
+    createdAt: IsoTime
+    exportedAt: IsoTime
+
+
+class ImportQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    roomId: Annotated[str, Field(pattern="^[A-Za-z0-9_-]{1,64}$")] | None = None
+
+
+class ExportQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    format: Literal["json", "zip"] = "json"

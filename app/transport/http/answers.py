@@ -370,3 +370,8 @@ class RestoredAnswer(Answer):
 class CheckpointAnswer(Answer):
     success: Literal[True] = True
     checkpoint: CheckpointOut
+
+
+class ImportedAnswer(Answer):
+    success: Literal[True] = True
+    roomId: str = Field(description="The new session's room id")

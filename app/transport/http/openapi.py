@@ -20,6 +20,7 @@ from app.transport.http.answers import (
     FilesAnswer,
     HealthAnswer,
     HistoryAnswer,
+    ImportedAnswer,
     InviteAnswer,
     ReadyAnswer,
     RestoredAnswer,
@@ -35,6 +36,7 @@ from app.wire.inbound import (
     InviteBody,
     RestoreBody,
     SaveFileBody,
+    SessionExport,
     UpdateSessionBody,
 )
 
@@ -86,11 +88,11 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
         CreatedAnswer, DoneAnswer, UserSessionsAnswer, HealthAnswer, ReadyAnswer,
         FilesAnswer, FileAnswer, SavedFileAnswer, AccessBody, InviteBody, AccessAnswer,
         InviteAnswer, ContextAnswer, HistoryAnswer, VersionAnswer, DiffAnswer, RestoredAnswer,
-        CheckpointAnswer, RestoreBody, CheckpointBody,
+        CheckpointAnswer, RestoreBody, CheckpointBody, SessionExport, ImportedAnswer,
     ]  # fmt: skip
     bodies = (
         CreateSessionBody, UpdateSessionBody, SaveFileBody, AccessBody, InviteBody, RestoreBody,
-        CheckpointBody,
+        CheckpointBody, SessionExport,
     )  # fmt: skip
     _, schemas = models_json_schema(
         [(model, "validation" if model in bodies else "serialization") for model in models],
@@ -210,6 +212,31 @@ def openapi_document(limits: Settings) -> dict[str, Any]:
             "requestBody": _body(CheckpointBody),
             "responses": {"201": _json(CheckpointAnswer, "Made")}
             | _errors("400", "413", "415", "429", "503", **not_found),
+        }},
+        "/api/sessions/{roomId}/export": {"parameters": [ROOM_ID], "get": {
+            "summary": "The whole session: code, language, files, whiteboard, participants, "
+            "every message, checkpoints with their texts",
+            "parameters": [{"name": "format", "in": "query",
+                            "schema": {"type": "string", "enum": ["json", "zip"]}}],
+            "responses": {"200": {
+                "description": "JSON, or with format=zip a ZIP of session.json and the texts",
+                "content": {
+                    "application/json": {"schema": _ref(SessionExport)},
+                    "application/zip": {"schema": {"type": "string",
+                                                   "contentEncoding": "binary"}},
+                },
+            }} | _errors("400", "429", "503", **not_found),
+        }},
+        "/api/sessions/import": {"post": {
+            "summary": "A new session from an export (JSON, or its ZIP as application/zip)",
+            "parameters": [{"name": "roomId", "in": "query", "schema": {
+                "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref(SessionExport)},
+                "application/zip": {"schema": {"type": "string", "contentEncoding": "binary"}},
+            }},
+            "responses": {"201": _json(ImportedAnswer, "Imported")}
+            | _errors("400", "413", "415", "429", "503"),
         }},
         "/api/users/{userId}/context": {
             "parameters": [{"name": "userId", "in": "path", "required": True,

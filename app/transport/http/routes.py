@@ -14,6 +14,7 @@ from app.config import Settings
 from app.domain.access import Identity
 from app.domain.contexts import Contexts
 from app.domain.errors import InvalidPayload, Unauthorized
+from app.domain.exports import Exports
 from app.domain.sessions import FileEntry, Sessions, with_main_content
 from app.domain.versions import Versions
 from app.storage.records import MAIN_FILE_ID
@@ -34,6 +35,7 @@ from app.transport.http.answers import (
     FilesAnswer,
     HealthAnswer,
     HistoryAnswer,
+    ImportedAnswer,
     InviteAnswer,
     ReadyAnswer,
     RestoredAnswer,
@@ -44,6 +46,7 @@ from app.transport.http.answers import (
     UserSessionsAnswer,
     VersionAnswer,
 )
+from app.transport.http.exports import export_document, export_zip, imported, read_zip
 from app.transport.http.middleware import error_response, json_response
 from app.transport.http.openapi import openapi_document
 from app.transport.tokens import Tokens
@@ -54,11 +57,14 @@ from app.wire.inbound import (
     CheckpointBody,
     CreateSessionBody,
     DiffQuery,
+    ExportQuery,
     HistoryQuery,
+    ImportQuery,
     InviteBody,
     MessagesQuery,
     RestoreBody,
     SaveFileBody,
+    SessionExport,
     UpdateSessionBody,
     VersionQuery,
 )
@@ -87,10 +93,12 @@ class SessionRoutes:
         tokens: Tokens,
         contexts: Contexts,
         versions: Versions,
+        exports: Exports,
     ) -> None:
         self.sessions = sessions
         self.contexts = contexts
         self.versions = versions
+        self.exports = exports
         self.gate = sessions.gate
         self.settings = settings
         self.address_of = address_of  # the client's address (behind trusted proxies too)
@@ -132,6 +140,7 @@ class SessionRoutes:
         app.router.add_get("/api/health", self.health)
         app.router.add_get("/api/ready", self.ready)
         app.router.add_post("/api/sessions/create", self.create)
+        app.router.add_post("/api/sessions/import", self.import_session)
         app.router.add_get("/api/sessions/user/{userId:[^/]+}", self.list_for_user)
         app.router.add_get("/api/sessions/{roomId:[^/]+}", self.get)
         app.router.add_post("/api/sessions/{roomId:[^/]+}/update", self.update)
@@ -147,6 +156,7 @@ class SessionRoutes:
         app.router.add_get(room + "/diff", self.diff)
         app.router.add_post(room + "/restore", self.restore)
         app.router.add_post(room + "/checkpoints", self.create_checkpoint)
+        app.router.add_get(room + "/export", self.export)
         context = "/api/users/{userId:[^/]+}/context"
         app.router.add_get(context, self.get_context)
         app.router.add_put(context, self.put_context)
@@ -352,6 +362,33 @@ class SessionRoutes:
         author = (None if who is None or who.admin else who.user_id, None)
         made = await self.versions.checkpoint(room_id, who, body.name, author)
         return answer(CheckpointAnswer(checkpoint=CheckpointOut.of(made)), status=201)
+
+    # -- export and import -------------------------------------------------------------------
+
+    async def export(self, request: web.Request) -> web.Response:
+        room_id = self._room_id(request)
+        query = self._query(ExportQuery, request)
+        exported = await self.exports.export(room_id, self._caller(request))
+        document = export_document(exported, iso(utc_now()))
+        if query.format == "json":
+            return json_response(document)
+        return web.Response(
+            body=export_zip(document),
+            content_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{room_id}.zip"'},
+        )
+
+    async def import_session(self, request: web.Request) -> web.Response:
+        query = self._query(ImportQuery, request)
+        if request.content_type == "application/zip":
+            data: object = read_zip(await request.read())
+        else:
+            data = await self._json(request)
+        body = parse(SessionExport, data, self.settings)
+        room_id = await self.exports.import_session(
+            imported(body), query.roomId, self._caller(request)
+        )
+        return answer(ImportedAnswer(roomId=room_id), status=201)
 
     # -- the user's context ------------------------------------------------------------------
 
