@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         description="an automatic checkpoint this often while a room is "
         "worked on (0: none; one is also made when the last person leaves)",
     )
+    history_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="changes older than this are folded into a snapshot "
+        "(checkpoints are kept as long as their session)",
+    )
     auth_mode: Literal["open", "optional", "required"] = Field(
         default="open",
         description="open: the room id is the key; optional: tokens make owners and private "

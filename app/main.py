@@ -313,7 +313,9 @@ def _lifecycle(settings: Settings, stats: StatsLine) -> Any:
         if cluster is not None:
             events = app[EVENTS_KEY]
             await cluster.start(app[ROOMS_KEY], events.meetings, events.guard.limits)
-        purger = asyncio.create_task(_purge_periodically(store, settings.purge_interval_seconds))
+        purger = asyncio.create_task(
+            _purge_periodically(store, app[VERSIONS_KEY], settings.purge_interval_seconds)
+        )
         checkpoints = asyncio.create_task(app[VERSIONS_KEY].run())
         interval = settings.stats_interval_seconds
         stats_task = asyncio.create_task(stats.run(interval)) if interval > 0 else None
@@ -381,12 +383,16 @@ async def _disconnect_clients(app: web.Application) -> None:
             log.warning("shutdown: %d clients did not close in time", len(late))
 
 
-async def _purge_periodically(store: SessionStore, interval: float) -> None:
+async def _purge_periodically(store: SessionStore, versions: Versions, interval: float) -> None:
+    """Expired sessions go; history older than its retention is folded into snapshots."""
     while True:
         try:
             purged = await store.purge_expired(utc_now())
             if purged:
                 log.info("purged %d expired sessions", purged)
+            folded = await versions.compact(utc_now())
+            if folded:
+                log.info("folded the old history of %d texts into snapshots", folded)
         except StoreError as error:
             log.warning("purge failed: %s", error)
         await asyncio.sleep(interval)

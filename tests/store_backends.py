@@ -88,6 +88,7 @@ async def open_mongomock_store() -> AsyncIterator[MongoSessionStore]:
     # A new client is a new, empty, in-process server.
     store = MongoSessionStore(AsyncMongoMockClient()[unique_database_name()])
     store.messages = _AwaitedAggregate(store.messages)
+    store.history = _AwaitedAggregate(store.history)
     await store.open()
     try:
         yield store

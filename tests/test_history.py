@@ -193,3 +193,38 @@ async def test_history_adds_no_store_write_per_keystroke(tmp_path: Path) -> None
             assert len((await get(server, "/history?limit=500"))["versions"]) >= 40
         finally:
             await ann.close()
+
+
+async def test_history_older_than_its_retention_is_folded_into_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    """Changes past HISTORY_RETENTION_DAYS go, one snapshot keeps their result; a
+    checkpoint's version can still be restored."""
+    settings = fast_settings(
+        tmp_path, history_retention_days=1 / 86400, purge_interval_seconds=0.2,
+        checkpoint_interval_seconds=0,
+    )  # fmt: skip
+    async with running_server(settings) as server:
+        ann = await typist(server, "Ann")
+        try:
+            (first,) = await type_texts(ann, ["one\n"])
+            made = await ann.call("createCheckpoint", {"roomId": ROOM, "name": "kept"})
+            versions = await type_texts(ann, ["one\ntwo\n", "one\ntwo\nthree\n"])
+            assert await server.flush(ROOM)
+            for _ in range(50):
+                if not (await get(server, "/history"))["versions"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await get(server, "/history"))["versions"] == []
+            assert (await get(server, f"/versions/{versions[-1]}"))["code"] == "one\ntwo\nthree\n"
+            status, _ = await server.http("GET", f"/api/sessions/{ROOM}/versions/{versions[0]}")
+            assert status == 404  # folded away
+            assert (await get(server, f"/versions/{first}"))["code"] == "one\n"  # checkpoint
+            status, _ = await server.http(
+                "POST", f"/api/sessions/{ROOM}/restore",
+                json={"checkpointId": made["checkpoint"]["id"]},
+            )  # fmt: skip
+            assert status == 200
+            assert (await get(server, ""))["session"]["code"] == "one\n"
+        finally:
+            await ann.close()

@@ -821,3 +821,25 @@ async def test_checkpoints_are_listed_newest_first_and_go_with_their_session(sto
     assert await store.delete("hist")
     assert await store.list_checkpoints("hist") == []
     assert await store.text_history("hist", "main.js", 9) == (None, [])
+
+
+async def test_old_history_is_found_by_time_and_dropped_but_for_checkpoints(store: Any) -> None:
+    now = utc_now()
+    old = now - timedelta(days=40)
+    await store.save(session("hist", 1, now=now))
+    await store.append_history([
+        entry(0, "snapshot", text="", at=old),
+        entry(1, "op", op=["a"], at=old),
+        entry(1, "snapshot", text="a", pinned=True, at=old),
+        entry(2, "op", op=[1, "b"], at=old),
+        entry(3, "op", op=[2, "c"], at=now),
+    ])  # fmt: skip
+    assert await store.old_history(now - timedelta(days=30), 10) == [("hist", "main.js", 2)]
+    await store.append_history([entry(2, "snapshot", text="ab", op="folded", at=now)])
+    await store.drop_history("hist", "main.js", 2)
+    assert [e.version for e in await store.list_history("hist", before=None, limit=10)] == [3]
+    assert await store.old_history(now - timedelta(days=30), 10) == []
+    snapshot, ops = await store.text_history("hist", "main.js", 3)
+    assert (snapshot.text, [o.version for o in ops]) == ("ab", [3])
+    assert (await store.text_history("hist", "main.js", 1))[0].text == "a"  # a checkpoint's
+    assert await store.text_history("hist", "main.js", 0) == (None, [])  # folded away

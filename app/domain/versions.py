@@ -16,24 +16,26 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.clock import iso
 from app.domain.access import Identity, Need, rules_of
 from app.domain.editing import Editing
 from app.domain.errors import InvalidPayload, StoreUnavailable, VersionNotFound
-from app.domain.history import rebuild, unified_diff
+from app.domain.history import LANGUAGE, rebuild, unified_diff
 from app.domain.ports import LogEntry, Notifier
 from app.domain.room import Room
 from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
-from app.storage import StoreError
+from app.storage import FOLDED, StoreError
 from app.storage.records import MAIN_FILE_ID, Checkpoint, HistoryEntry
 
 log = logging.getLogger(__name__)
 LEFT_NAME = "When the last person left"
 INTERVAL_NAME = "Every {minutes:g} minutes of work"
 SCAN_SECONDS = 5.0  # how often live rooms are looked at for a periodic checkpoint
+COMPACT_BATCH = 500  # texts folded per purge round
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,31 @@ class Versions:
             if checkpoint.id == checkpoint_id:
                 return checkpoint.version
         raise VersionNotFound(f"No checkpoint {checkpoint_id}")
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def compact(self, now: datetime) -> int:
+        """Fold the changes older than HISTORY_RETENTION_DAYS into one snapshot per text:
+        versions before it can no longer be rebuilt, but checkpoints' can. How many texts
+        were folded."""
+        before = now - timedelta(days=self.rooms.settings.history_retention_days)
+        store = self.rooms.store
+        folded = 0
+        for room_id, doc_id, upto in await store.old_history(before, COMPACT_BATCH):
+            if doc_id == LANGUAGE:
+                text = await store.language_at(room_id, upto)
+            else:
+                text = rebuild(*(await store.text_history(room_id, doc_id, upto)))
+            if text is None:
+                continue  # nothing to start from: left as it is
+            folded_at = HistoryEntry(
+                room_id=room_id, version=upto, doc_id=doc_id, kind="snapshot", text=text,
+                op=FOLDED, at=now,
+            )  # fmt: skip
+            await store.append_history([folded_at])
+            await store.drop_history(room_id, doc_id, upto)
+            folded += 1
+        return folded
 
     # -- checkpoints -----------------------------------------------------------------------
 

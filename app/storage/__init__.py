@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+FOLDED = "folded"  # the `op` of a history snapshot that older changes were folded into
+
+
 class StoreError(Exception):
     """The store could not be reached or failed; the caller keeps its data and retries."""
 
@@ -82,10 +85,20 @@ class SessionStore(Protocol):
         self, room_id: str, doc_id: str, version: int
     ) -> tuple[HistoryEntry | None, list[HistoryEntry]]:
         """What rebuilds text `doc_id` at `version`: its newest snapshot at or before it,
-        and its ops after that snapshot up to `version`, oldest first."""
+        and its ops after that snapshot up to `version`, oldest first. (None, []) when the
+        changes before it were folded away (a snapshot whose `op` is "folded" after it) and
+        no snapshot is at exactly `version`."""
 
     async def language_at(self, room_id: str, version: int) -> str | None:
         """The language recorded last at or before `version`."""
+
+    async def old_history(self, before: datetime, limit: int) -> list[tuple[str, str, int]]:
+        """Up to `limit` (room, text, newest version) that have changes recorded before
+        `before` (`text` "" is the language)."""
+
+    async def drop_history(self, room_id: str, doc_id: str, upto: int) -> None:
+        """Forget the text's changes up to `upto` and its snapshots before it, but those of
+        checkpoints (pinned)."""
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint (again: unchanged)."""

@@ -11,7 +11,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.config import Settings
-from app.storage import StoreError
+from app.storage import FOLDED, StoreError
 from app.storage.records import (
     MAIN_FILE_ID,
     AccessRecord,
@@ -27,6 +27,7 @@ from app.storage.records import (
 )
 
 Document = dict[str, Any]
+OLD_HISTORY_SCAN = 100_000  # history entries looked at per compaction round
 DUPLICATE_KEY = 11000
 # Chat expiry follows the session's; refreshing it in bulk only when it lags this far behind
 # keeps a save during continuous typing from touching every message.
@@ -211,6 +212,7 @@ class MongoSessionStore:
                 unique=True,
             )  # fmt: skip
             await self.history.create_index([("roomId", ASCENDING), ("version", DESCENDING)])
+            await self.history.create_index("at")
             await self.checkpoints.create_index(
                 [("roomId", ASCENDING), ("id", ASCENDING)], unique=True
             )
@@ -485,6 +487,13 @@ class MongoSessionStore:
                 sort=[("version", DESCENDING)],
             )  # fmt: skip
             snapshot = _history_entry(found) if found is not None else None
+            if snapshot is None or snapshot.version != version:
+                fold = await self.history.find_one(
+                    {"roomId": room_id, "docId": doc_id, "kind": "snapshot",
+                     "opJson": orjson.dumps(FOLDED).decode(), "version": {"$gt": version}}
+                )  # fmt: skip
+                if fold is not None:
+                    return None, []
             start = snapshot.version if snapshot is not None else -1
             cursor = self.history.find(
                 {"roomId": room_id, "docId": doc_id, "kind": "op",
@@ -509,6 +518,30 @@ class MongoSessionStore:
         if found.get("opJson") is not None:
             return str(orjson.loads(found["opJson"]))
         return str(found["text"])
+
+    async def old_history(self, before: datetime, limit: int) -> list[tuple[str, str, int]]:
+        # Grouped here, not by the server: old changes are folded as they age, so few wait.
+        query = {"kind": {"$in": ["op", "language"]}, "at": {"$lt": before}}
+        newest: dict[tuple[str, str], int] = {}
+        try:
+            cursor = self.history.find(query, ["roomId", "docId", "version"])
+            async for doc in cursor.limit(OLD_HISTORY_SCAN):
+                key = (doc["roomId"], doc["docId"])
+                newest[key] = max(newest.get(key, -1), doc["version"])
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
+        return [(room, doc, version) for (room, doc), version in newest.items()][:limit]
+
+    async def drop_history(self, room_id: str, doc_id: str, upto: int) -> None:
+        try:
+            await self.history.delete_many(
+                {"roomId": room_id, "docId": doc_id, "$or": [
+                    {"kind": {"$in": ["op", "language"]}, "version": {"$lte": upto}},
+                    {"kind": "snapshot", "pinned": False, "version": {"$lt": upto}},
+                ]}
+            )  # fmt: skip
+        except PyMongoError as error:
+            raise StoreError(f"MongoDB: {error}") from error
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint

@@ -16,7 +16,7 @@ import orjson
 
 from app.clock import iso
 from app.config import Settings
-from app.storage import StoreError
+from app.storage import FOLDED, StoreError
 from app.storage.records import (
     MAIN_FILE_ID,
     AccessRecord,
@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS history (
     PRIMARY KEY (room_id, doc_id, kind, version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS history_by_version ON history (room_id, version);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (at);
 CREATE TABLE IF NOT EXISTS checkpoints (
     room_id TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -525,6 +526,14 @@ class SqliteSessionStore:
             (room_id, doc_id, version),
         )
         snapshot = _history_entry(room_id, snapshots[0]) if snapshots else None
+        if snapshot is None or snapshot.version != version:
+            folds = await self._fetch(
+                "SELECT max(version) FROM history WHERE room_id = ? AND doc_id = ?"
+                " AND kind = 'snapshot' AND op = ?",
+                (room_id, doc_id, orjson.dumps(FOLDED).decode()),
+            )
+            if folds and folds[0][0] is not None and folds[0][0] > version:
+                return None, []
         start = snapshot.version if snapshot is not None else -1
         rows = await self._fetch(
             f"SELECT {HISTORY_COLUMNS} FROM history WHERE room_id = ? AND doc_id = ?"
@@ -543,6 +552,23 @@ class SqliteSessionStore:
         if not rows:
             return None
         return str(orjson.loads(rows[0][0])) if rows[0][0] is not None else str(rows[0][1])
+
+    async def old_history(self, before: datetime, limit: int) -> list[tuple[str, str, int]]:
+        rows = await self._fetch(
+            "SELECT room_id, doc_id, max(version) FROM history"
+            " WHERE kind IN ('op', 'language') AND at < ? GROUP BY room_id, doc_id LIMIT ?",
+            (iso(before), limit),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def drop_history(self, room_id: str, doc_id: str, upto: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "DELETE FROM history WHERE room_id = ? AND doc_id = ? AND ((kind IN ('op',"
+                " 'language') AND version <= ?) OR (kind = 'snapshot' AND NOT pinned"
+                " AND version < ?))",
+                (room_id, doc_id, upto, upto),
+            )
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint

@@ -122,3 +122,9 @@ class TimedStore:
 
     async def list_checkpoints(self, room_id: str) -> list[Checkpoint]:
         return await self._timed("list_checkpoints", lambda: self.inner.list_checkpoints(room_id))
+
+    async def old_history(self, before: datetime, limit: int) -> list[tuple[str, str, int]]:
+        return await self._timed("old_history", lambda: self.inner.old_history(before, limit))
+
+    async def drop_history(self, room_id: str, doc_id: str, upto: int) -> None:
+        await self._timed("drop_history", lambda: self.inner.drop_history(room_id, doc_id, upto))
