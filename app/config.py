@@ -28,6 +28,11 @@ class Settings(BaseSettings):
 
     host: str = Field(default="0.0.0.0", description="address to listen on")
     port: int = Field(default=5000, ge=0, le=65535, description="port to listen on")
+    store_url: str | None = Field(
+        default=None,
+        description="the store: sqlite:///path/sessions.sqlite3, mongodb://... or "
+        "postgresql://... (unset: MONGODB_URI, else SQLite in DATA_DIR)",
+    )
     mongodb_uri: str | None = Field(default=None, description="set: store in MongoDB")
     mongodb_db: str = Field(default="codecollab", description="MongoDB database name")
     data_dir: Path = Field(default=Path("./data"), description="where the SQLite file lives")

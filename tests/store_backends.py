@@ -7,7 +7,10 @@ Backends (the names are the test ids):
 - ``mongodb``: a real MongoDB at ``$MONGODB_TEST_URI`` (skipped when unset), one database
   per test, dropped afterwards;
 - ``nx27017``: the nx-27017 MongoDB wire-protocol server (SQLite underneath) started once per
-  test session as a subprocess on an ephemeral port, driven through `MongoSessionStore.from_uri`.
+  test session as a subprocess on an ephemeral port, driven through `MongoSessionStore.from_uri`;
+- ``postgres``: `PostgresSessionStore` on the PostgreSQL at ``$POSTGRES_TEST_URL`` (default:
+  the machine's, ``postgresql://postgres:postgres@127.0.0.1:5432/test``), one schema per
+  test, dropped afterwards.
 
 Use the fixtures from another test module with ``pytest_plugins = ("tests.store_backends",)``:
 ``store`` (every backend), ``mongo_store`` (the MongoDB ones), ``sqlite_store``, and the
@@ -35,7 +38,15 @@ from app.storage.mongo import MongoSessionStore
 from app.storage.sqlite import SqliteSessionStore
 
 MONGO_BACKENDS = ("mongomock", "mongodb", "nx27017")
-ALL_BACKENDS = ("sqlite", *MONGO_BACKENDS)
+ALL_BACKENDS = ("sqlite", *MONGO_BACKENDS, "postgres")
+# Which backends exercise each class of app.storage.BACKENDS (every one must have some).
+CLASSES = {
+    "SqliteSessionStore": ("sqlite",),
+    "MongoSessionStore": MONGO_BACKENDS,
+    "PostgresSessionStore": ("postgres",),
+}
+POSTGRES_URL_VARIABLE = "POSTGRES_TEST_URL"
+POSTGRES_DEFAULT_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"
 MONGODB_URI_VARIABLE = "MONGODB_TEST_URI"
 STORE_TIMEOUT = 5.0
 
@@ -110,6 +121,33 @@ async def open_uri_store(uri: str, database: str | None = None) -> AsyncIterator
             await client.drop_database(name)
         finally:
             await store.close()
+
+
+@asynccontextmanager
+async def open_postgres_store() -> AsyncIterator[Any]:
+    """A store in a fresh schema of the test PostgreSQL, dropped afterwards."""
+    import asyncpg
+
+    from app.storage import StoreError
+    from app.storage.postgres import PostgresSessionStore
+    from tests.support import missing_tool
+
+    url = os.environ.get(POSTGRES_URL_VARIABLE, POSTGRES_DEFAULT_URL)
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    store = PostgresSessionStore(url, timeout=STORE_TIMEOUT, schema=schema)
+    try:
+        await store.open()
+    except StoreError as error:
+        missing_tool(f"PostgreSQL at {url} ({POSTGRES_URL_VARIABLE}) does not answer: {error}")
+    try:
+        yield store
+    finally:
+        await store.close()
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await connection.close()
 
 
 def _listening_port(stderr_path: Path) -> int | None:
@@ -187,6 +225,9 @@ async def open_backend(
             yield store
     elif name == "nx27017":
         async with open_uri_store(request.getfixturevalue("nx_27017_uri")) as store:
+            yield store
+    elif name == "postgres":
+        async with open_postgres_store() as store:
             yield store
     else:
         raise ValueError(f"unknown store backend {name!r}")

@@ -120,11 +120,16 @@ BACKENDS = {
     "sqlite": "app.storage.sqlite:SqliteSessionStore",
     "mongodb": "app.storage.mongo:MongoSessionStore",
     "mongodb+srv": "app.storage.mongo:MongoSessionStore",
+    "postgresql": "app.storage.postgres:PostgresSessionStore",
+    "postgres": "app.storage.postgres:PostgresSessionStore",
 }
 
 
 def store_url(settings: Settings) -> str:
-    """The store the settings choose: MONGODB_URI when set, else the SQLite file in DATA_DIR."""
+    """The store the settings choose: STORE_URL, else MONGODB_URI, else the SQLite file in
+    DATA_DIR."""
+    if settings.store_url:
+        return settings.store_url
     if settings.mongodb_uri:
         return settings.mongodb_uri
     return f"sqlite:///{(settings.data_dir / 'sessions.sqlite3').resolve()}"
