@@ -1013,6 +1013,9 @@ async def scenario_persist(
         for c in clients:
             with contextlib.suppress(Exception):
                 await c.disconnect()
+    if srv.data_dir:
+        await asyncio.sleep(3.0)  # the rooms' last writes (their typists have left)
+        res.update(_history_counts(srv.data_dir, rooms))
     in_window = {r: [t for t in ts if t_start <= t <= t_end] for r, ts in saved.items()}
     count = sum(len(v) for v in in_window.values())
     gaps = [b - a for ts in in_window.values() for a, b in itertools.pairwise(ts)]
@@ -1028,6 +1031,32 @@ async def scenario_persist(
         }
     )
     return res
+
+
+def _history_counts(data_dir: str, rooms: int) -> dict[str, Any]:
+    """What the history of the typing rooms holds: every keystroke's change (ops) and the
+    snapshots, written inside the store writes counted above (none of their own)."""
+    import sqlite3
+
+    path = os.path.join(data_dir, "sessions.sqlite3")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        counts = dict(
+            db.execute(
+                "SELECT kind, count(*) FROM history WHERE room_id LIKE 'f-w-%' GROUP BY kind"
+            ).fetchall()
+        )
+    except sqlite3.Error:  # a revision without history
+        return {}
+    finally:
+        db.close()
+    return {
+        "history_ops_per_room": counts.get("op", 0) / rooms,
+        "history_snapshots_per_room": counts.get("snapshot", 0) / rooms,
+    }
 
 
 # --------------------------------------------------------------------------- scenario g
@@ -1254,6 +1283,8 @@ COLUMNS = {
         ("keys/room/min", "keystrokes_per_room_min", 0),
         ("writes/room/min", "writes_per_room_min", 1),
         ("writeEvery_s", "write_interval_s", 1),
+        ("histOps/room", "history_ops_per_room", 0),
+        ("histSnaps/room", "history_snapshots_per_room", 0),
         ("joinCold_ms", "join_cold_ms", 1),
         ("joinWarm_ms", "join_warm_ms", 1),
         ("getCold_ms", "get_cold_ms", 1),

@@ -229,7 +229,10 @@ class Versions:
         self.notifier.broadcast(room.room_id, "checkpointCreated", checkpoint_out(made))
 
     def _last_left(self, room: Room) -> None:
-        """The last person left: an automatic checkpoint, if anything changed since the last."""
+        """The last person left: an automatic checkpoint, if anything changed since the last.
+        (Cluster mode: the last of every process.)"""
+        if room.remote or room.remote_away:
+            return
         if room.version > room.checkpointed[0]:
             self._spawn(self._auto(room, LEFT_NAME))
 
