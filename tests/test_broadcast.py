@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from app.main import SIO_KEY
 from app.transport.broadcast import BroadcastManager, _RoomPacket, text_frame
-from tests.support import WAIT, Client, RunningServer, clients
+from tests.support import WAIT, Client, RunningServer, clients, fast_settings, running_server
 
 
 class FakeWebSocket:
@@ -151,3 +153,39 @@ async def test_every_receiver_ends_on_the_newest_text_in_order(server: RunningSe
     finally:
         await polling.close()
     assert sum(app[SIO_KEY].manager.written for app in server.apps) > 0
+
+
+async def test_a_client_gone_mid_handshake_leaves_no_error_and_no_socket(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A browser that reloads while its WebSocket handshake is answered resets the TCP
+    connection: no error is logged and no Engine.IO socket is left waiting for its ping
+    timeout."""
+    import base64
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    async with running_server(fast_settings(tmp_path)) as server:
+        address = urlsplit(server.url)
+        for _ in range(5):
+            raw = socket.create_connection((address.hostname, address.port))
+            key = base64.b64encode(os.urandom(16)).decode()
+            raw.sendall(
+                (
+                    "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                    f"Host: {address.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.close()  # RST at once
+        await asyncio.sleep(0.5)
+        status, _ = await server.http("GET", "/api/health")
+        assert status == 200
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+        for _ in range(20):
+            if not server.app[SIO_KEY].eio.sockets:
+                break
+            await asyncio.sleep(0.05)
+        assert server.app[SIO_KEY].eio.sockets == {}

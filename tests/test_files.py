@@ -393,6 +393,21 @@ async def test_set_active_file_tells_the_whole_room_and_is_stored(
         assert (await get_session(server))["activeFile"] == "b.py"
 
 
+async def test_setting_the_file_that_is_active_already_tells_nobody(settings: Settings) -> None:
+    """A newcomer's page announces the file it opens, the active one: the others' unchanged
+    editors, told it again, would revert to an old text and undo typing with their next key."""
+    async with serving(settings, 2) as (server, (ann, bob)):
+        await join_all([ann, bob], ["Ann", "Bob"])
+        assert (await ann.call("setActiveFile", {"roomId": ROOM, "fileId": "b.py"}))["ok"]
+        await bob.next("activeFileChanged")
+        answer = await bob.call("setActiveFile", {"roomId": ROOM, "fileId": "b.py"})
+        assert answer == {"ok": True}
+        await ann.quiet()
+        assert len(ann.events["activeFileChanged"]) == 1
+        assert len(bob.events["activeFileChanged"]) == 1
+        assert (await get_session(server))["activeFile"] == "b.py"
+
+
 # -- uploadFile ---------------------------------------------------------------------------------
 
 

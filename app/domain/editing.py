@@ -621,8 +621,12 @@ class Editing:
         room.sequencer.publish(send, version=version)
 
     async def set_active_file(self, room: Room, file_id: str) -> None:
+        """Make `file_id` the room's active file; the room hears it only when it changes (an
+        unchanged client that hears `activeFileChanged` for the file it shows reverts its
+        editor to an old text, and its next keystroke would undo what others typed)."""
         async with room.lock:
-            await self._set_active(room, file_id)
+            if room.active_file != file_id:
+                await self._set_active(room, file_id)
 
     async def _set_active(self, room: Room, file_id: str) -> None:
         await self.rooms.order(room, {"k": "active", "d": file_id}, versioned=False)

@@ -95,12 +95,17 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
         self._sock = WebSocketResponse(max_msg_size=self.max_message_bytes, compress=False)
-        await self._sock.prepare(request)
+        owner = getattr(self.handler, "__self__", None)  # the Engine.IO socket
+        try:
+            await self._sock.prepare(request)
+        except ConnectionResetError:  # the browser left mid-handshake (a reload): its
+            if owner is not None:  # Engine.IO socket goes now, not at its ping timeout
+                await owner.close(wait=False, abort=True)
+            return self._sock  # aiohttp ignores a client that went away
         self.environ = environ
         self.transport: asyncio.Transport | None = request.transport
         self.sending = False
         # The handler is the Engine.IO socket's bound _websocket_handler.
-        owner = getattr(self.handler, "__self__", None)
         sid = getattr(owner, "sid", None)
         if isinstance(sid, str):
             self.registry[sid] = self
