@@ -12,8 +12,21 @@ pytest_plugins = ("tests.store_backends",)
 ROOM = "STORES1"
 
 
+class Borrowed:
+    """The test's store, lent to a server: the fixture that opened it closes it."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.remote = store.remote
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def close(self) -> None: ...
+
+
 async def test_going_back_in_time_works_on_every_store(tmp_path: Path, store: Any) -> None:
-    async with running_server(fast_settings(tmp_path), store) as server:
+    async with running_server(fast_settings(tmp_path), Borrowed(store)) as server:
         ann = await Client().connect(server.url)
         try:
             assert (await ann.join(ROOM, "Ann", "user-ann"))["ok"]
