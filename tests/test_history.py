@@ -159,7 +159,7 @@ async def test_automatic_checkpoints_when_the_last_leaves_and_while_working(
 
 
 async def test_history_survives_a_restart_and_rebuilds_across_snapshots(tmp_path: Path) -> None:
-    settings = fast_settings(tmp_path)
+    settings = fast_settings(tmp_path, rate_code_per_second=1000, rate_code_burst=1000)
     texts = ["".join(f"{i}," for i in range(n)) for n in range(1, 131)]
     async with running_server(settings) as server:
         ann = await typist(server, "Ann")

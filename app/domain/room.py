@@ -170,8 +170,6 @@ class Room:
         self.expires_at = record.expires_at
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
         self.history = RoomHistory(self.room_id, lambda: self.stamp or utc_now())
-        # The version of the last checkpoint and when (monotonic): loaded counts as one.
-        self.checkpointed = (record.version, monotonic())
         self.docs: dict[str, Document] = {}
         self._load_docs(record)
         self.active_file = record.active_file
@@ -182,6 +180,8 @@ class Room:
         self.changes = 0  # grows with every mutation that must reach the store
         self.saved_changes = 0
         self.language_version = record.language_version  # for replays
+        # The version of the last checkpoint and when (monotonic): loaded counts as one.
+        self.checkpointed = (self.text_version(), monotonic())
         # Languages the room held before, and when each was replaced: a REST auto-save that
         # names one of them soon after is stale (see Editing.replace_text).
         self.replaced_languages: dict[str, datetime] = {}
@@ -644,6 +644,11 @@ class Room:
         return message
 
     # -- persistence -----------------------------------------------------------------------
+
+    def text_version(self) -> int:
+        """The version of the last change of a text or the language (not chat, not
+        presence): what a checkpoint is worth making for."""
+        return max([self.language_version, *(doc.version for doc in self.docs.values())])
 
     def rules(self) -> AccessRecord:
         return rules_of(self.access, self.creator_user_id)

@@ -223,7 +223,7 @@ class Versions:
             return
         texts = {MAIN_FILE_ID: room.main.text, **{doc.doc_id: doc.text for doc in room.files()}}
         room.history.checkpoint(made, texts, room.language)
-        room.checkpointed = (room.version, time.monotonic())
+        room.checkpointed = (room.text_version(), time.monotonic())
         room.changes += 1
         self.rooms.writer.changed(room)
         self.notifier.broadcast(room.room_id, "checkpointCreated", checkpoint_out(made))
@@ -233,7 +233,7 @@ class Versions:
         (Cluster mode: the last of every process.)"""
         if room.remote or room.remote_away:
             return
-        if room.version > room.checkpointed[0]:
+        if room.text_version() > room.checkpointed[0]:
             self._spawn(self._auto(room, LEFT_NAME))
 
     async def run(self) -> None:
@@ -245,7 +245,8 @@ class Versions:
             now = time.monotonic()
             for room in list(self.rooms.rooms.values()):
                 version, at = room.checkpointed
-                if room.version > version and now - at >= self.interval and room.members:
+                changed = room.text_version() > version
+                if changed and now - at >= self.interval and room.members:
                     name = INTERVAL_NAME.format(minutes=self.interval / 60)
                     self._spawn(self._auto(room, name))
 
