@@ -195,21 +195,26 @@ class Versions:
         await self.rooms.persist(room)
         return made
 
+    def _checkpoint_of(
+        self, room: Room, name: str, author: tuple[str | None, str | None], *, auto: bool
+    ) -> Checkpoint:
+        return Checkpoint(
+            room_id=room.room_id,
+            # An automatic one is the same on every process that makes it.
+            id=f"auto-{room.version}" if auto else uuid.uuid4().hex[:12],
+            name=name,
+            version=room.version,
+            at=self.rooms.now(room),
+            author_id=author[0],
+            author_name=author[1],
+            auto=auto,
+        )
+
     async def _make(
         self, room: Room, name: str, author: tuple[str | None, str | None], *, auto: bool
     ) -> Checkpoint:
         async with room.lock:
-            made = Checkpoint(
-                room_id=room.room_id,
-                # An automatic one is the same on every process that makes it.
-                id=f"auto-{room.version}" if auto else uuid.uuid4().hex[:12],
-                name=name,
-                version=room.version,
-                at=self.rooms.now(room),
-                author_id=author[0],
-                author_name=author[1],
-                auto=auto,
-            )
+            made = self._checkpoint_of(room, name, author, auto=auto)
             body = {"k": "checkpoint", "c": made.model_dump(mode="json")}
             await self.rooms.order(room, body, versioned=False)
             self._take(room, made)
@@ -219,8 +224,8 @@ class Versions:
         self._take(room, Checkpoint.model_validate(entry.body["c"]))
 
     def _take(self, room: Room, made: Checkpoint) -> None:
-        if made.id in room.history.checkpoint_ids:
-            return
+        if made.id in room.history.checkpoint_ids or self.rooms.rooms.get(room.room_id) is not room:
+            return  # made already, or the room left memory meanwhile (its writer let it go)
         texts = {MAIN_FILE_ID: room.main.text, **{doc.doc_id: doc.text for doc in room.files()}}
         room.history.checkpoint(made, texts, room.language)
         room.checkpointed = (room.text_version(), time.monotonic())
@@ -229,11 +234,13 @@ class Versions:
         self.notifier.broadcast(room.room_id, "checkpointCreated", checkpoint_out(made))
 
     def _last_left(self, room: Room) -> None:
-        """The last person left: an automatic checkpoint, if anything changed since the last.
-        (Cluster mode: the last of every process.)"""
-        if room.remote or room.remote_away:
+        """The last person left: an automatic checkpoint, if a text or the language changed
+        since the last one; taken at once (one process), before the room is written."""
+        if room.remote or room.remote_away or room.text_version() <= room.checkpointed[0]:
             return
-        if room.text_version() > room.checkpointed[0]:
+        if self.rooms.log is None:
+            self._take(room, self._checkpoint_of(room, LEFT_NAME, (None, None), auto=True))
+        else:  # cluster mode: through the room's log (the last of every process)
             self._spawn(self._auto(room, LEFT_NAME))
 
     async def run(self) -> None:
