@@ -149,8 +149,8 @@ class Settings(BaseSettings):
     )
     rest_requests_per_minute: int = Field(
         # The unchanged editor auto-saves about 45 times a minute per open tab, idle or not:
-        # a class of 60 behind one address stays under this.
-        default=3000,
+        # 13 tabs behind one address reach this (raise it for a class behind one NAT).
+        default=600,
         ge=1,
         description="REST requests per client address per minute",
     )
