@@ -141,6 +141,17 @@ class PostgresSessionStore(SqlSessionStore):
         except FAILURES as error:
             raise StoreError(f"PostgreSQL: {error}") from error
 
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Tx]:
+        try:
+            async with (
+                self.pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield _Connection(connection)
+        except FAILURES as error:
+            raise StoreError(f"PostgreSQL: {error}") from error
+
     async def _fetch(self, sql_text: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         try:
             async with self.pool.acquire() as connection:

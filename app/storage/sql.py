@@ -253,16 +253,23 @@ class SqlSessionStore(ABC):
         """A transaction; a failure raises StoreError (and rolls it back)."""
 
     @abstractmethod
+    def _snapshot(self) -> AbstractAsyncContextManager[Tx]:
+        """Reads that see one state of the store (no write lands between them)."""
+
+    @abstractmethod
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """Rows of one query outside a transaction; a failure raises StoreError."""
         raise NotImplementedError
 
     async def load(self, room_id: str) -> SessionRecord | None:
-        rows = await self._fetch(self.LOAD_SESSION, (room_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        files = await self._fetch(LOAD_FILES, (room_id,))
+        # One snapshot: a write between reading the session and its files would give texts
+        # newer than the version they are loaded at (and a change applied twice).
+        async with self._snapshot() as db:
+            rows = await db.fetch(self.LOAD_SESSION, (room_id,))
+            if not rows:
+                return None
+            row = rows[0]
+            files = await db.fetch(LOAD_FILES, (room_id,))
         return SessionRecord(
             room_id=row[0],
             code=row[1],

@@ -110,6 +110,15 @@ class SqliteSessionStore(SqlSessionStore):
                     await db.execute("ROLLBACK")
                 raise StoreError(f"SQLite: {error}") from error
 
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Tx]:
+        # Every write goes through a transaction under the lock: none lands meanwhile.
+        async with self._write_lock:
+            try:
+                yield _Connection(self.db)
+            except sqlite3.Error as error:
+                raise StoreError(f"SQLite: {error}") from error
+
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         try:
             async with self.db.execute(sql, params) as cursor:
