@@ -843,3 +843,16 @@ async def test_old_history_is_found_by_time_and_dropped_but_for_checkpoints(stor
     assert (snapshot.text, [o.version for o in ops]) == ("ab", [3])
     assert (await store.text_history("hist", "main.js", 1))[0].text == "a"  # a checkpoint's
     assert await store.text_history("hist", "main.js", 0) == (None, [])  # folded away
+
+
+async def test_history_and_checkpoints_go_when_their_session_expires(store: Any) -> None:
+    # As above: expiry a minute ahead, purged two minutes later (no TTL index first).
+    now = utc_now()
+    short, purge_time = now + timedelta(minutes=1), now + timedelta(minutes=2)
+    assert await store.save(session("gone", 1, now=now, expires_at=short))
+    snapshot = entry(0, "snapshot", text="x").model_copy(update={"room_id": "gone"})
+    await store.append_history([snapshot])
+    await store.save_checkpoint(Checkpoint(room_id="gone", id="c", name="n", version=0, at=now))
+    assert await store.purge_expired(purge_time) == 1
+    assert await store.list_checkpoints("gone") == []
+    assert await store.text_history("gone", "main.js", 9) == (None, [])

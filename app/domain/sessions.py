@@ -65,6 +65,11 @@ class Sessions:
     def _allow(self, room: Room, who: Identity | None, need: Need) -> None:
         self.policy.check(room.rules(), who, need, room.room_id)
 
+    def allow_record(self, record: SessionRecord, who: Identity | None, need: Need) -> None:
+        """As `_allow`, for a session as it is stored (or snapshotted)."""
+        rules = rules_of(record.access, record.creator_user_id)
+        self.policy.check(rules, who, need, record.room_id)
+
     async def create(
         self,
         room_id: str,
@@ -120,8 +125,7 @@ class Sessions:
         rooms = self.rooms
         if self.policy.enforced:
             record, _ = await self.record(room_id, who=who)
-            rules = rules_of(record.access, record.creator_user_id)
-            self.policy.check(rules, who, "own", room_id)
+            self.allow_record(record, who, "own")
         live = False
         if rooms.log is not None:
             live = await rooms.log.delete(room_id)  # ClusterUnavailable: nothing happened
@@ -199,8 +203,7 @@ class Sessions:
         record = await self.rooms.load_record(room_id)
         if record is None:
             raise SessionNotFound(f"Session {room_id} not found")
-        rules = rules_of(record.access, record.creator_user_id)
-        self.policy.check(rules, who, "read", room_id)
+        self.allow_record(record, who, "read")
         return record, None
 
     async def session(

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.clock import iso
-from app.domain.access import Identity, Need, rules_of
+from app.domain.access import Identity, Need
 from app.domain.editing import Editing
 from app.domain.errors import InvalidPayload, StoreUnavailable, VersionNotFound
 from app.domain.history import LANGUAGE, rebuild, unified_diff
@@ -30,6 +29,7 @@ from app.domain.rooms import Rooms
 from app.domain.sessions import Sessions
 from app.storage import FOLDED, StoreError
 from app.storage.records import MAIN_FILE_ID, Checkpoint, HistoryEntry
+from app.wire import outbound
 
 log = logging.getLogger(__name__)
 LEFT_NAME = "When the last person left"
@@ -66,8 +66,7 @@ class Versions:
     ) -> Room | None:
         """Check access; the live room (its history stored first), if there is one."""
         record, room = await self.sessions.record(room_id, who=who)
-        rules = rules_of(record.access, record.creator_user_id)
-        self.sessions.policy.check(rules, who, need, room_id)
+        self.sessions.allow_record(record, who, need)
         if room is not None:
             await self.rooms.persist(room)
         return room
@@ -231,7 +230,8 @@ class Versions:
         room.checkpointed = (room.text_version(), time.monotonic())
         room.changes += 1
         self.rooms.writer.changed(room)
-        self.notifier.broadcast(room.room_id, "checkpointCreated", checkpoint_out(made))
+        created = outbound.checkpoint_created(made)
+        self.notifier.broadcast(room.room_id, "checkpointCreated", created)
 
     def _last_left(self, room: Room) -> None:
         """The last person left: an automatic checkpoint, if a text or the language changed
@@ -275,15 +275,3 @@ class Versions:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def checkpoint_out(made: Checkpoint) -> dict[str, object]:
-    return {
-        "roomId": made.room_id,
-        "id": made.id,
-        "name": made.name,
-        "version": made.version,
-        "at": iso(made.at),
-        "author": {"userId": made.author_id, "name": made.author_name},
-        "auto": made.auto,
-    }

@@ -392,7 +392,7 @@ class SqlSessionStore(ABC):
             "SELECT room_id, version, id, user_id, user_name, message, timestamp,"
             " (SELECT expires_at FROM sessions WHERE room_id = ?)"
             " FROM messages WHERE room_id = ? AND version < ? ORDER BY version DESC LIMIT ?",
-            (room_id, room_id, 2**62 if before is None else before, limit),
+            (room_id, room_id, MAX_VERSION if before is None else before, limit),
         )
         return [
             ChatRecord(

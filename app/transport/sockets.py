@@ -28,7 +28,7 @@ from app.domain.errors import DomainError, Forbidden, InvalidPayload, Unauthoriz
 from app.domain.gate import Gate
 from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
-from app.domain.versions import Versions, checkpoint_out
+from app.domain.versions import Versions
 from app.storage.records import MAIN_FILE_ID
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import ARRIVED
@@ -467,7 +467,7 @@ class SocketEvents:
         made = await self.versions.checkpoint(
             room.room_id, self.identities.get(sid), p.name, author
         )
-        return {"ok": True, "checkpoint": checkpoint_out(made)}
+        return {"ok": True, "checkpoint": outbound.checkpoint_created(made)}
 
     # -- the user's context ----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from app.clock import iso
-from app.storage.records import ChatRecord
+from app.storage.records import ChatRecord, Checkpoint
 
 Json = dict[str, Any]
 SERVER_NAME = "server"  # the author of changes that came from REST or a replay
@@ -207,3 +207,16 @@ def left_call(sid: str, name: str, reason: str | None = None) -> Json:
 def webrtc(kind: str, value: Any, sender: str, name: str, room_id: str) -> Json:
     """`webrtc-offer` / `webrtc-answer` / `ice-candidate`: `kind` is offer, answer, candidate."""
     return {kind: value, "from": sender, "userName": name, "roomId": room_id}
+
+
+def checkpoint_created(made: Checkpoint) -> Json:
+    """`checkpointCreated` (and the `createCheckpoint` acknowledgement's `checkpoint`)."""
+    return {
+        "roomId": made.room_id,
+        "id": made.id,
+        "name": made.name,
+        "version": made.version,
+        "at": iso(made.at),
+        "author": {"userId": made.author_id, "name": made.author_name},
+        "auto": made.auto,
+    }
