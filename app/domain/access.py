@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from app.domain.errors import Forbidden, SessionNotFound
+from app.domain.errors import Forbidden, InvalidPayload, SessionNotFound
 from app.storage.records import AccessRecord, GivenRole
 
 Mode = Literal["open", "optional", "required"]
@@ -32,6 +32,17 @@ class Identity:
     user_id: str
     expires_at: float | None = None
     admin: bool = False  # ADMIN_TOKEN (REST only): the owner of every room
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    """What an owner changes of a room's rules; None: left as it is (`members`, when given,
+    is the whole list)."""
+
+    visibility: Literal["public", "private"] | None = None
+    public_role: GivenRole | None = None
+    viewers_chat: bool | None = None
+    members: dict[str, GivenRole] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,23 @@ class Policy:
         if not allows(role, need, rules):
             raise Forbidden(FORBIDDEN[need])
         return role
+
+    def changed(self, rules: AccessRecord, change: AccessChange) -> AccessRecord:
+        """The rules with an owner's change; its owner and used invites stay."""
+        members = rules.members
+        if change.members is not None:
+            members = {user: role for user, role in change.members.items() if user != rules.owner}
+            if len(members) > self.max_members:
+                raise InvalidPayload(f"A room has at most {self.max_members} members")
+        viewers_chat = rules.viewers_chat if change.viewers_chat is None else change.viewers_chat
+        return rules.model_copy(
+            update={
+                "visibility": change.visibility or rules.visibility,
+                "public_role": change.public_role or rules.public_role,
+                "viewers_chat": viewers_chat,
+                "members": members,
+            }
+        )
 
     def new_rules(self, who: Identity | None) -> AccessRecord:
         """The rules of a session made now by `who`: public, theirs (anonymous: nobody's)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.domain.access import Identity, Invite, Need, Policy, allows
+from app.domain.access import AccessChange, Identity, Invite, Need, Policy, allows
 from app.domain.errors import Forbidden, InviteUsed, ReadOnly
 from app.domain.ports import LogEntry, Notifier
 from app.domain.room import Member, Room
@@ -96,15 +96,13 @@ class Gate:
 
     # -- the owner's changes -----------------------------------------------------------------
 
-    async def change(self, room_id: str, who: Identity | None, rules: AccessRecord) -> Room:
-        """Replace the room's rules (owner only); live sockets follow at once."""
+    async def change(self, room_id: str, who: Identity | None, change: AccessChange) -> Room:
+        """Change the room's rules (owner only); live sockets follow at once."""
         room = await self.rooms.open(room_id, create=False)
+        await self.rooms.catch_up(room)
         self.policy.check(room.rules(), who, "own", room_id)
-        current = room.rules()
-        rules = rules.model_copy(
-            update={"owner": current.owner, "used_invites": current.used_invites}
-        )
         async with room.lock:
+            rules = self.policy.changed(room.rules(), change)
             body = {"k": "access", "access": rules.model_dump(mode="json")}
             await self.rooms.order(room, body, versioned=False)
             self._set(room, rules)

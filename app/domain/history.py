@@ -39,7 +39,6 @@ class RoomHistory:
         self.outbox: list[HistoryEntry] = []
         self.based: set[str] = set()  # texts whose text before this lifetime is recorded
         self.since_snapshot: dict[str, int] = {}  # changes of each text since its snapshot
-        self.dropped = 0  # times the outbox overflowed (a store outage too long)
         self.checkpoints: list[Checkpoint] = []  # made, not stored yet
         self.checkpoint_ids: set[str] = set()  # made in this lifetime (applied once)
 
@@ -134,7 +133,6 @@ class RoomHistory:
         if len(self.outbox) >= MAX_OUTBOX:
             self.outbox.clear()
             self.based.clear()  # the next change of each text records its text first
-            self.dropped += 1
         self.outbox.append(entry)
 
     def stored(self, version: int) -> None:

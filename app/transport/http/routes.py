@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.clock import iso, utc_now
 from app.config import Settings
-from app.domain.access import Identity
+from app.domain.access import AccessChange, Identity
 from app.domain.contexts import Contexts
 from app.domain.errors import InvalidPayload, Unauthorized
 from app.domain.exports import Exports
@@ -420,25 +420,13 @@ class SessionRoutes:
     async def put_access(self, request: web.Request) -> web.Response:
         room_id = self._room_id(request)
         body = parse(AccessBody, await self._json(request), self.settings)
-        who = self._caller(request)
-        current = (await self.gate.rules(room_id, who)).rules()
-        members = current.members
-        if body.members is not None:
-            members = {m.userId: m.role for m in body.members if m.userId != current.owner}
-            if len(members) > self.settings.max_room_members:
-                limit = self.settings.max_room_members
-                raise InvalidPayload(f"A room has at most {limit} members")
-        rules = current.model_copy(
-            update={
-                "visibility": body.visibility or current.visibility,
-                "public_role": body.publicRole or current.public_role,
-                "viewers_chat": current.viewers_chat
-                if body.viewersCanChat is None
-                else body.viewersCanChat,
-                "members": members,
-            }
+        change = AccessChange(
+            visibility=body.visibility,
+            public_role=body.publicRole,
+            viewers_chat=body.viewersCanChat,
+            members=None if body.members is None else {m.userId: m.role for m in body.members},
         )
-        room = await self.gate.change(room_id, who, rules)
+        room = await self.gate.change(room_id, self._caller(request), change)
         return answer(AccessAnswer(access=AccessOut.of(room_id, room.rules())))
 
     async def create_invite(self, request: web.Request) -> web.Response:
