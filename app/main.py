@@ -42,7 +42,13 @@ from app.storage.timed import TimedStore, store_histogram
 from app.transport.broadcast import BroadcastManager, direct_websocket
 from app.transport.http import try_page
 from app.transport.http.metrics import MetricsRoute, Sources, StatsLine
-from app.transport.http.middleware import cors, json_errors, rest_rate_limit, security_headers
+from app.transport.http.middleware import (
+    cors,
+    http_only,
+    json_errors,
+    rest_rate_limit,
+    security_headers,
+)
 from app.transport.http.routes import SessionRoutes
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import answer_polls_on_close, whole_bodies
@@ -243,15 +249,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     cluster = create_cluster(settings, manager)
     notifier = cluster.notifier if cluster is not None else SocketNotifier(manager)
     guard = create_guard(settings, cluster)
-    app = web.Application(
-        client_max_size=settings.max_http_body_bytes,
-        middlewares=[
-            security_headers,
-            cors(settings.allowed_origins()),
-            json_errors,
-            rest_rate_limit(guard),
-        ],
-    )
+    app = web.Application(client_max_size=settings.max_http_body_bytes)
     sio.attach(app)
     instrument_admin_ui(app, sio, settings)
     answer_polls_on_close(sio.eio)  # after instrument(), which sets a handler of its own
@@ -287,9 +285,19 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     )  # fmt: skip
     events.register()
     exports = Exports(rooms, sessions)
-    SessionRoutes(
+    routes = SessionRoutes(
         sessions, settings, guard.address_of, tokens, contexts, versions, exports
-    ).register(app)
+    )
+    routes.register(app)
+    app.middlewares.append(
+        http_only(
+            security_headers,
+            cors(settings.allowed_origins()),
+            json_errors,
+            rest_rate_limit(guard),
+            routes.identify,
+        )
+    )
     sources = Sources(rooms, editing, events, sessions, sio, cluster)
     MetricsRoute(settings, sources, store_seconds).register(app)
     if settings.try_page:

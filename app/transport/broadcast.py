@@ -28,6 +28,7 @@ the direct path; long-polling clients and compressed WebSockets always use the q
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 from collections import deque
@@ -36,10 +37,12 @@ from typing import Any
 
 import socketio
 from aiohttp.web import WebSocketResponse
+from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
 
+log = logging.getLogger(__name__)
 NAMESPACE = "/"
 SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
 COALESCED_EVENTS = frozenset({"codeUpdate"})
@@ -91,6 +94,7 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
 
     max_message_bytes = 0  # set by direct_websocket()
     registry: dict[str, DirectWebSocket]  # Engine.IO sid -> its open WebSocket
+    closing: set[asyncio.Future[None]]  # sockets being closed after their client left
 
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
@@ -110,12 +114,70 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         if isinstance(sid, str):
             self.registry[sid] = self
         try:
-            await self.handler(self)
+            if owner is not None and not owner.connected:
+                await self._serve(owner)  # a WebSocket from the start
+            else:
+                await self.handler(self)  # an upgrade from polling: Engine.IO's own
         finally:
             self.transport = None
             if isinstance(sid, str) and self.registry.get(sid) is self:
                 del self.registry[sid]
         return self._sock
+
+    async def _serve(self, socket: Any) -> None:
+        """Engine.IO's WebSocket loop for a connection that opened as a WebSocket, without
+        Engine.IO's `wait_for` around every read and every queue wait (a task and a timer
+        each, per message, and two tasks held by every idle connection). Dead clients are
+        found as before by Engine.IO's ping check, whose close ends the writer below."""
+        socket.connected = socket.upgraded = True
+        writer = asyncio.ensure_future(self._write_queued(socket))
+        limit = socket.server.max_http_buffer_size
+        try:
+            while True:
+                try:
+                    data = await self.wait()
+                except OSError:  # closed, or an error frame
+                    break
+                if data is None or len(data) > limit:
+                    break
+                try:
+                    await socket.receive(eio_packet.Packet(encoded_packet=data))
+                except engineio_exceptions.UnknownPacketError:
+                    pass
+                except engineio_exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("Engine.IO receive failed")
+        finally:
+            socket.queue.put_nowait(None)  # the writer ends once it has written the rest
+            # aiohttp cancels this handler when the client's connection is gone: the
+            # socket's close (its disconnect handlers) still runs, to the end.
+            closing = asyncio.ensure_future(self._close(socket, writer))
+            self.closing.add(closing)
+            closing.add_done_callback(self.closing.discard)
+            await asyncio.shield(closing)
+
+    @staticmethod
+    async def _close(socket: Any, writer: asyncio.Future[None]) -> None:
+        await writer
+        await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_CLOSE)
+
+    async def _write_queued(self, socket: Any) -> None:
+        """Write what is queued for the socket, in order, until it closes."""
+        queue = socket.queue
+        try:
+            while True:
+                pkt = await queue.get()
+                queue.task_done()
+                if pkt is None:
+                    break
+                await self.send(pkt.encode())
+                if pkt.packet_type == eio_packet.CLOSE:  # e.g. after a ping timeout
+                    break
+        except Exception:  # the connection broke: the reader ends too
+            pass
+        finally:
+            await self._sock.close()
 
     async def send(self, message: str | bytes) -> None:
         """Called by the Engine.IO writer task for every queued packet."""
@@ -145,7 +207,11 @@ def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[
     return type(
         "DirectWebSocket",
         (DirectWebSocket,),
-        {"max_message_bytes": max_message_bytes, "registry": getattr(manager, "websockets", {})},
+        {
+            "max_message_bytes": max_message_bytes,
+            "registry": getattr(manager, "websockets", {}),
+            "closing": set(),
+        },
     )
 
 

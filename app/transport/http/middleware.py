@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -67,8 +68,6 @@ def cors(allowed: list[str] | str) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        if request.path.startswith("/socket.io"):
-            return await handler(request)  # Engine.IO applies the same origins itself
         if (
             request.method == "OPTIONS"
             and origin
@@ -96,17 +95,16 @@ def cors(allowed: list[str] | str) -> Middleware:
 @web.middleware
 async def security_headers(request: web.Request, handler: HandlerT) -> web.StreamResponse:
     response = await handler(request)
-    if not request.path.startswith("/socket.io"):
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 
-UNLIMITED_PATHS = ("/api/health", "/api/ready", "/socket.io/")
+UNLIMITED_PATHS = ("/api/health", "/api/ready")
 
 
 def rest_rate_limit(guard: ConnectionGuard) -> Middleware:
-    """REST requests per client address; health, readiness and Socket.IO are exempt."""
+    """REST requests per client address; health and readiness are exempt."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
@@ -117,6 +115,25 @@ def rest_rate_limit(guard: ConnectionGuard) -> Middleware:
             response = error_response(429, "Too many requests", "Slow down and retry later")
             response.headers["Retry-After"] = str(math.ceil(retry_after))
             return response
+        return await handler(request)
+
+    return middleware
+
+
+ENGINE_IO_PATH = "/socket.io"
+
+
+def http_only(*middlewares: Middleware) -> Middleware:
+    """`middlewares` (outermost first) as one, which Engine.IO's requests pass straight
+    through: Engine.IO applies its own origin rules, and a WebSocket holds its request's
+    handler chain (a suspended frame per middleware) for as long as it stays open."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: HandlerT) -> web.StreamResponse:
+        if request.path.startswith(ENGINE_IO_PATH):
+            return await handler(request)
+        for inner in reversed(middlewares):
+            handler = partial(inner, handler=handler)
         return await handler(request)
 
     return middleware

@@ -135,7 +135,6 @@ class SessionRoutes:
         return request.get(CALLER)
 
     def register(self, app: web.Application) -> None:
-        app.middlewares.append(self.identify)
         app.router.add_get("/api/openapi.json", self.openapi)
         app.router.add_get("/api/health", self.health)
         app.router.add_get("/api/ready", self.ready)
