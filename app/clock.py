@@ -13,5 +13,4 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     """ISO-8601 with milliseconds and `Z`, as the original server answered."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -95,6 +95,8 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
     max_message_bytes = 0  # set by direct_websocket()
     registry: dict[str, DirectWebSocket]  # Engine.IO sid -> its open WebSocket
     closing: set[asyncio.Future[None]]  # sockets being closed after their client left
+    corks: Corks  # the manager's: what is written directly, per turn of the loop
+    pending: list[bytes] | None = None  # frames written directly this turn, not sent yet
 
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
@@ -181,6 +183,7 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
 
     async def send(self, message: str | bytes) -> None:
         """Called by the Engine.IO writer task for every queued packet."""
+        self.flush()  # what was written directly goes first
         self.sending = True
         try:
             await super().send(message)
@@ -188,7 +191,9 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             self.sending = False
 
     def write_now(self, frame: bytes) -> bool:
-        """Write a whole frame now if nothing can be ahead of it; False: use the queue."""
+        """Write a whole frame now if nothing can be ahead of it; False: use the queue.
+        The frame goes out with the others written to this socket in the same turn of the
+        event loop, in one system call (see `Corks`)."""
         transport = self.transport
         if (
             transport is None
@@ -198,8 +203,43 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             or transport.get_write_buffer_size() > DIRECT_WRITE_BUFFER_LIMIT
         ):
             return False
-        transport.write(frame)
+        if self.pending is None:
+            self.pending = [frame]
+            self.corks.add(self)
+        else:
+            self.pending.append(frame)
         return True
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, None
+        transport = self.transport
+        if pending and transport is not None and not transport.is_closing():
+            transport.writelines(pending)
+
+
+class Corks:
+    """The WebSockets written to directly in this turn of the event loop. A recipient of a
+    text gets a probe right behind it, and a busy room sends several events per turn: each
+    socket's frames are written together when the turn ends (one `writev` instead of a
+    system call per frame), in the order they were written."""
+
+    __slots__ = ("scheduled", "sockets")
+
+    def __init__(self) -> None:
+        self.sockets: list[DirectWebSocket] = []
+        self.scheduled = False
+
+    def add(self, ws: DirectWebSocket) -> None:
+        self.sockets.append(ws)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        sockets, self.sockets = self.sockets, []
+        self.scheduled = False
+        for ws in sockets:
+            ws.flush()
 
 
 def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[Any]:
@@ -211,6 +251,7 @@ def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[
             "max_message_bytes": max_message_bytes,
             "registry": getattr(manager, "websockets", {}),
             "closing": set(),
+            "corks": getattr(manager, "corks", None) or Corks(),
         },
     )
 
@@ -236,6 +277,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.websockets: dict[str, DirectWebSocket] = {}
+        self.corks = Corks()
         self.receipts: dict[str, Receipts] = {}  # Engine.IO sid -> its PINGs and PONGs
         self.written = 0  # deliveries written directly
         self.queued = 0  # deliveries put on a queue
