@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     )
 
     websocket_compression: bool = Field(default=False, description="per-message deflate")
+    slow_client_packets: int = Field(
+        default=1000,
+        ge=1,
+        description="packets waiting for one client (its connection not read) that make it slow",
+    )
+    slow_client_seconds: float = Field(
+        default=10.0, gt=0, description="a client slow this long is disconnected"
+    )
     try_page: bool = Field(default=True, description="serve the try-it page at /")
     stats_interval_seconds: float = Field(
         default=60.0, ge=0, description="log a one-line summary this often (0: never)"

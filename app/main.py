@@ -244,7 +244,7 @@ def create_cluster(settings: Settings, manager: BroadcastManager) -> Cluster | N
 def create_app(settings: Settings, store: SessionStore | None = None) -> web.Application:
     """The whole server; `store` replaces the configured one (tests inject failing stores)."""
     store = store if store is not None else open_store(settings)
-    manager = BroadcastManager()
+    manager = BroadcastManager(settings.slow_client_packets, settings.slow_client_seconds)
     sio = create_socketio(settings, manager)
     cluster = create_cluster(settings, manager)
     notifier = cluster.notifier if cluster is not None else SocketNotifier(manager)

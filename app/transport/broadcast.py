@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/"
 SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
 COALESCED_EVENTS = frozenset({"codeUpdate"})
+SLOW_CLIENT = "slow client"  # the disconnect reason of a recipient that stopped reading
 # Write directly only while the socket's send buffer holds less than this; beyond, the
 # queue's writer (which waits for the buffer to drain) takes over.
 DIRECT_WRITE_BUFFER_LIMIT = 64 * 1024
@@ -272,10 +273,20 @@ class Receipts:
 
 
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
-    """`socketio.AsyncManager` whose broadcasts skip the per-recipient tasks (module doc)."""
+    """`socketio.AsyncManager` whose broadcasts skip the per-recipient tasks (module doc).
 
-    def __init__(self) -> None:
+    A recipient with more than `slow_queue` packets waiting (its socket buffer full: it
+    stopped reading) for `slow_seconds` is disconnected (reason `SLOW_CLIENT`); its
+    connection is dropped at once, so the client's reconnection starts from the room's
+    current state. Nobody else waits for it meanwhile."""
+
+    def __init__(self, slow_queue: int = 1000, slow_seconds: float = 10.0) -> None:
         super().__init__()
+        self.slow_queue = slow_queue
+        self.slow_seconds = slow_seconds
+        self.slow_since: dict[str, float] = {}  # Engine.IO sid -> when it went over
+        self.slow_disconnects = 0
+        self._dropping: set[asyncio.Future[Any]] = set()
         self.websockets: dict[str, DirectWebSocket] = {}
         self.corks = Corks()
         self.receipts: dict[str, Receipts] = {}  # Engine.IO sid -> its PINGs and PONGs
@@ -366,6 +377,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
         if eio_sid is not None:
             self.receipts.pop(eio_sid, None)
+            self.slow_since.pop(eio_sid, None)
 
     def probe(self, sid: str) -> int | None:
         """Send the socket a PING now, in order with what was sent before; its number."""
@@ -427,7 +439,29 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             else:
                 queue.put_nowait(pkt)
                 self.queued += 1
+            if queue.qsize() > self.slow_queue:
+                self._slow(eio_sid, socket, now)
+            elif self.slow_since:
+                self.slow_since.pop(eio_sid, None)
         pkt.release_frame()  # queued copies keep only the text, not the frame as well
+
+    def _slow(self, eio_sid: str, socket: Any, now: float) -> None:
+        since = self.slow_since.setdefault(eio_sid, now)
+        if now - since < self.slow_seconds:
+            return
+        del self.slow_since[eio_sid]
+        self.slow_disconnects += 1
+        log.warning(
+            "disconnecting a client that stopped reading: %d packets waiting for %.0f s",
+            socket.queue.qsize(),
+            now - since,
+        )
+        ws = self.websockets.get(eio_sid)
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()  # its writer, blocked on the full buffer, ends
+        dropping = asyncio.ensure_future(socket.close(wait=False, abort=True, reason=SLOW_CLIENT))
+        self._dropping.add(dropping)
+        dropping.add_done_callback(self._dropping.discard)
 
 
 def _ignore_result(task: asyncio.Task[Any]) -> None:

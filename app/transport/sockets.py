@@ -30,6 +30,7 @@ from app.domain.rooms import Rooms
 from app.domain.throttle import ConnectionGuard, ConnectionThrottle, Verdict
 from app.domain.versions import Versions
 from app.storage.records import MAIN_FILE_ID
+from app.transport.broadcast import SLOW_CLIENT
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import ARRIVED
 from app.transport.tokens import MAX_TOKEN_CHARS, Tokens
@@ -41,7 +42,7 @@ from app.wire.validation import parse
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 Handler = Callable[[str, Any], Awaitable[Json | None]]
-TEMPORARY_REASONS = ("ping timeout", "transport close", "transport error")
+TEMPORARY_REASONS = ("ping timeout", "transport close", "transport error", SLOW_CLIENT)
 # The event being handled: the probes its socket had answered when it arrived, and when.
 ARRIVAL: ContextVar[tuple[int, float] | None] = ContextVar("arrival", default=None)
 

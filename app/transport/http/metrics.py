@@ -89,6 +89,11 @@ class ServerCollector(Collector):
             "Queued text updates replaced by a newer one before being sent",
             manager.coalesced,
         )
+        yield _counter(
+            "codecollab_slow_client_disconnects",
+            "Clients disconnected for not reading what was sent to them",
+            manager.slow_disconnects,
+        )
 
         yield _by_label(
             "codecollab_text_changes", "Socket text changes, by outcome (applied, merged,"

@@ -1,0 +1,222 @@
+"""Broadcasts with real clients at the edges: a recipient that stops reading, one that goes
+away mid-broadcast, WebSocket and long-polling recipients in one room, a broadcast while
+the server shuts down."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.main import SIO_KEY
+from app.storage.sqlite import SqliteSessionStore
+from tests.support import WAIT, Client, clients, fast_settings, running_server
+
+ROOM = "slow-room"
+CHAT = {"rate_chat_per_second": 10_000, "rate_chat_burst": 10_000}
+
+
+class StalledClient:
+    """A WebSocket client that joins a room and then never reads its socket again (its
+    receive buffer is made small, so the server's side fills up soon)."""
+
+    def __init__(self) -> None:
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def join(self, url: str, room_id: str, name: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.writer.write(
+            (
+                f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        await self.reader.readuntil(b"\r\n\r\n")
+        assert (await self._read())[:1] == "0"  # Engine.IO OPEN
+        self._send("40")
+        assert (await self._read()).startswith("40")  # Socket.IO CONNECT
+        self._send("420" + json.dumps(["joinRoom", {"roomId": room_id, "userName": name}]))
+        while not (await self._read()).startswith("430"):  # the join's answer
+            pass
+
+    def _send(self, text: str) -> None:
+        assert self.writer is not None
+        payload, mask = text.encode(), os.urandom(4)
+        size = len(payload)
+        header = (
+            struct.pack("!BB", 0x81, 0x80 | size)
+            if size < 126
+            else (struct.pack("!BBH", 0x81, 0x80 | 126, size))
+        )
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(header + mask + masked)
+
+    async def _read(self) -> str:
+        assert self.reader is not None
+        first, second = await self.reader.readexactly(2)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        data = await self.reader.readexactly(size)
+        if first & 0x0F == 0x9:  # a WebSocket ping: skip it
+            return await self._read()
+        return data.decode()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+
+
+async def received_all(client: Client, count: int) -> list[str]:
+    async with asyncio.timeout(WAIT * 2):
+        while len(client.events["newMessage"]) < count:
+            await client.quiet(0.05)
+    return [m["message"]["message"] for m in client.events["newMessage"]]
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = fast_settings(
+        tmp_path, slow_client_packets=20, slow_client_seconds=0.5, reconnect_grace_seconds=0.2,
+        **CHAT,
+    )  # fmt: skip
+    async with running_server(settings) as server, clients(server.url, 2) as (typist, reader):
+        await typist.join(ROOM, "Typist")
+        await reader.join(ROOM, "Reader")
+        stalled = StalledClient()
+        await stalled.join(server.url, ROOM, "Stalled")
+        await reader.next("userJoined", 1)
+        try:
+            # Texts of 500 KB fill the kernel's buffers towards the stalled client (a few MB)
+            # and then coalesce in its queue; chat messages never do.
+            for i in range(12):
+                code = f"code {i}\n" + "y" * 500_000
+                await typist.call("codeChange", {"roomId": ROOM, "code": code})
+            sent = [f"{i:04d} " + "x" * 2000 for i in range(300)]
+            for text in sent:
+                await typist.emit("chatMessage", {"roomId": ROOM, "message": text})
+                await asyncio.sleep(0.005)
+            # Everyone but the stalled client got every message, in order, while it read nothing.
+            assert await received_all(reader, len(sent)) == sent
+            left = await reader.next("userLeft")  # dropped long before its ping timeout
+            assert server.app[SIO_KEY].manager.slow_disconnects == 1
+            assert left["userName"] == "Stalled"
+            assert reader.events["codeUpdate"][-1]["code"].startswith("code 11\n")
+            assert "stopped reading" in caplog.text
+            # the others go on as before
+            await typist.emit("chatMessage", {"roomId": ROOM, "message": "after"})
+            assert (await received_all(reader, len(sent) + 1))[-1] == "after"
+        finally:
+            stalled.close()
+
+
+async def test_a_recipient_gone_mid_broadcast_costs_the_others_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = fast_settings(tmp_path, reconnect_grace_seconds=0.2, **CHAT)
+    async with running_server(settings) as server, clients(server.url, 4) as everyone:
+        typist, reader, leaver, other = everyone
+        for i, client in enumerate(everyone):
+            await client.join(ROOM, f"user{i}")
+        sent = [f"message {i}" for i in range(200)]
+        for i, text in enumerate(sent):
+            await typist.emit("chatMessage", {"roomId": ROOM, "message": text})
+            if i == 100:  # its connection breaks with broadcasts on their way to it
+                leaver.sio.eio.ws._response.connection.transport.abort()
+        for client in (reader, other):
+            assert await received_all(client, len(sent)) == sent
+        assert (await reader.next("userLeft"))["userName"] == "user2"
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_websocket_and_polling_recipients_get_the_same_messages_in_order(
+    tmp_path: Path,
+) -> None:
+    settings = fast_settings(tmp_path, **CHAT)
+    async with running_server(settings) as server:
+        polling = Client(transports=["polling"])
+        await polling.connect(server.url)
+        try:
+            async with clients(server.url, 2) as (typist, websocket):
+                for i, client in enumerate((typist, websocket, polling)):
+                    await client.join(ROOM, f"user{i}")
+                sent = [f"message {i}" for i in range(150)]
+                for i, text in enumerate(sent):
+                    await typist.emit("chatMessage", {"roomId": ROOM, "message": text})
+                    if i % 30 == 0:
+                        await typist.emit("codeChange", {"roomId": ROOM, "code": f"code {i}"})
+                assert await received_all(websocket, len(sent)) == sent
+                assert await received_all(polling, len(sent)) == sent
+                for client in (websocket, polling):
+                    async with asyncio.timeout(WAIT):
+                        while client.events["codeUpdate"][-1]["code"] != "code 120":
+                            await client.quiet(0.05)
+        finally:
+            await polling.close()
+        manager = server.app[SIO_KEY].manager
+        assert manager.written > 0 and manager.queued > 0  # both paths were taken
+
+
+async def test_a_broadcast_during_shutdown_loses_nothing_acknowledged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = fast_settings(tmp_path, **CHAT)
+    acknowledged: list[dict[str, Any]] = []
+    async with running_server(settings) as server:
+        typist, reader = Client(), Client()
+        await typist.connect(server.url)
+        await reader.connect(server.url)
+        await typist.join(ROOM, "Typist")
+        await reader.join(ROOM, "Reader")
+
+        async def type_until_gone() -> None:
+            for i in range(10_000):
+                if not typist.sio.connected:
+                    return
+                payload = {"roomId": ROOM, "message": f"m{i}"}
+                try:
+                    answer = await typist.sio.call("chatMessage", payload, timeout=1)
+                except Exception:  # the server went away before it answered
+                    return
+                if answer.get("ok"):
+                    acknowledged.append(answer)
+                    if len(acknowledged) == 20:
+                        typed.set()
+
+        typed = asyncio.Event()
+        typing = asyncio.ensure_future(type_until_gone())
+        await asyncio.wait_for(typed.wait(), WAIT)
+    # the server has stopped (every socket closed, every room written) while it was typing
+    await asyncio.wait_for(typing, WAIT)
+    for client in (typist, reader):
+        await client.close()
+    assert len(acknowledged) >= 20
+    store = SqliteSessionStore(settings.data_dir / "sessions.sqlite3")
+    await store.open()
+    try:
+        stored = {m.id for m in await store.list_messages(ROOM, before=None, limit=100_000)}
+    finally:
+        await store.close()
+    assert {a["id"] for a in acknowledged} <= stored
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
