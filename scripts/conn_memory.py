@@ -161,7 +161,9 @@ async def clients(url: str, n: int, join: bool, hold: float | None) -> asyncio.s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--conns", type=int, default=2000)
     parser.add_argument("--join", action="store_true", help="each client joins a room of 5")
     parser.add_argument("--no-trace", dest="trace", action="store_false")
@@ -186,7 +188,8 @@ def main() -> None:
     if "top" in result:
         print(f"traced Python allocations: {result['traced_kb_per_conn']} KB each; by line:")
         for row in result["top"]:  # type: ignore[attr-defined]
-            print(f"  {row['kb_per_conn']:8.3f} KB {row['blocks_per_conn']:6.2f} blocks  {row['where']}")
+            kb, blocks, where = row["kb_per_conn"], row["blocks_per_conn"], row["where"]
+            print(f"  {kb:8.3f} KB {blocks:6.2f} blocks  {where}")
 
 
 if __name__ == "__main__":
