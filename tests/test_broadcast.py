@@ -119,6 +119,19 @@ async def test_only_a_trailing_code_update_of_the_same_room_is_superseded() -> N
     assert manager.coalesced == 1
 
 
+async def test_a_newer_text_supersedes_a_queued_one_behind_its_probes() -> None:
+    """Every text is followed by a probe: a reader that fell behind would otherwise keep
+    every full text queued."""
+    socket = fake_socket()
+    manager = fake_manager(e1=socket)
+    for text in ("v1", "v2", "v3"):
+        manager.deliver(code_packet("r", text), ["e1"])
+        manager.deliver(manager._probe, ["e1"])
+    kinds = [(p.packet_type, p.data) for p in queued(socket)]
+    assert kinds == [(4, '2["codeUpdate",{"code":"v3"}]'), (2, None), (2, None), (2, None)]
+    assert manager.coalesced == 2
+
+
 async def test_closed_sockets_get_nothing() -> None:
     socket = fake_socket()
     socket.closed = True

@@ -82,7 +82,8 @@ class Stream:
     def probed(self, probe: int | None) -> None:
         """The probe numbered `probe` was sent right after the last text given."""
         if probe is not None and self.given:
-            self.given[-1] = replace(self.given[-1], probe=probe)
+            g = self.given[-1]  # (not dataclasses.replace: this runs per recipient per text)
+            self.given[-1] = Given(g.seq, g.version, g.text, g.at, probe)
 
     def rebase(
         self,

@@ -44,6 +44,8 @@ from socketio import packet as sio_packet
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/"
+MAX_PROBES_PASSED = 64  # trailing probes a newer text looks past for the one it replaces
+MAX_STAMPS = 1024  # arrivals of events not handled yet, per socket
 SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
 COALESCED_EVENTS = frozenset({"codeUpdate"})
 SLOW_CLIENT = "slow client"  # the disconnect reason of a recipient that stopped reading
@@ -75,9 +77,11 @@ class _RoomPacket(eio_packet.Packet):  # type: ignore[misc]
         data: str | None,
         key: tuple[str, str, str] | None,
         packet_type: int = eio_packet.MESSAGE,
+        kept: bool = False,
     ) -> None:
         super().__init__(packet_type, data)
         self.key = key
+        self.kept = kept  # its frame is kept once built (a packet sent again and again)
         self._frame: bytes | None = None
 
     def frame(self) -> bytes:
@@ -86,7 +90,8 @@ class _RoomPacket(eio_packet.Packet):  # type: ignore[misc]
         return self._frame
 
     def release_frame(self) -> None:
-        self._frame = None
+        if not self.kept:
+            self._frame = None
 
 
 class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
@@ -151,6 +156,9 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                     break
                 except Exception:
                     log.exception("Engine.IO receive failed")
+                # A read returns at once while messages are buffered: let the others run
+                # between two of them (a flooding client must not starve the loop).
+                await asyncio.sleep(0)
         finally:
             socket.queue.put_nowait(None)  # the writer ends once it has written the rest
             # aiohttp cancels this handler when the client's connection is gone: the
@@ -269,7 +277,8 @@ class Receipts:
         self.answered = 0
         # Per event received, in order: the PINGs answered and the time when it arrived (its
         # handler runs later, in a task of its own, maybe after PONGs that came behind it).
-        self.stamps: deque[tuple[int, float]] = deque(maxlen=1024)
+        # (made on the first event: most connections are idle)
+        self.stamps: deque[tuple[int, float]] | None = None
 
 
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
@@ -287,6 +296,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         self.slow_since: dict[str, float] = {}  # Engine.IO sid -> when it went over
         self.slow_disconnects = 0
         self._dropping: set[asyncio.Future[Any]] = set()
+        self._probe = _RoomPacket(None, None, eio_packet.PING, kept=True)  # every probe
         self.websockets: dict[str, DirectWebSocket] = {}
         self.corks = Corks()
         self.receipts: dict[str, Receipts] = {}  # Engine.IO sid -> its PINGs and PONGs
@@ -368,6 +378,8 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             if pkt.packet_type == eio_packet.PONG:
                 receipts.answered += 1
             elif pkt.packet_type == eio_packet.MESSAGE and str(pkt.data)[:1] in SIO_EVENTS:
+                if receipts.stamps is None:
+                    receipts.stamps = deque(maxlen=MAX_STAMPS)
                 receipts.stamps.append((receipts.answered, time.monotonic()))
             await receive(pkt)
 
@@ -386,7 +398,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         if receipts is None:
             return None
         receipts.sent += 1
-        self.deliver(_RoomPacket(None, None, eio_packet.PING), [str(eio_sid)])
+        self.deliver(self._probe, [str(eio_sid)])
         return receipts.sent
 
     def arrival(self, sid: str) -> tuple[int, float] | None:
@@ -396,7 +408,10 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         receipts = self.receipts.get(eio_sid) if eio_sid is not None else None
         if receipts is None or not receipts.stamps:
             return None
-        return receipts.stamps.popleft()
+        stamp = receipts.stamps.popleft()
+        if not receipts.stamps:
+            receipts.stamps = None
+        return stamp
 
     def answered(self, sid: str) -> int | None:
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
@@ -433,8 +448,9 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
                 self.written += 1
                 continue
             pending = getattr(queue, "_queue", None)  # asyncio.Queue's deque
-            if pkt.key is not None and pending and getattr(pending[-1], "key", None) == pkt.key:
-                pending[-1] = pkt  # not sent yet: the newer full text supersedes it
+            at = self._superseded(pending, pkt.key) if pkt.key is not None and pending else None
+            if at is not None and pending is not None:
+                pending[at] = pkt  # not sent yet: the newer full text supersedes it
                 self.coalesced += 1
             else:
                 queue.put_nowait(pkt)
@@ -444,6 +460,18 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             elif self.slow_since:
                 self.slow_since.pop(eio_sid, None)
         pkt.release_frame()  # queued copies keep only the text, not the frame as well
+
+    def _superseded(self, pending: Any, key: tuple[str, str, str]) -> int | None:
+        """Where in a queue the last packet is, not counting the probes behind it, when it is
+        one of the stream `key` (a newer text replaces it there); else None. Its probes stay
+        where they are: each is answered once the client has the newer text."""
+        at = len(pending) - 1
+        stop = max(-1, at - MAX_PROBES_PASSED)
+        while at > stop and pending[at] is self._probe:
+            at -= 1
+        if at > stop and at >= 0 and getattr(pending[at], "key", None) == key:
+            return at
+        return None
 
     def _slow(self, eio_sid: str, socket: Any, now: float) -> None:
         since = self.slow_since.setdefault(eio_sid, now)
