@@ -302,7 +302,9 @@ class TextHistory:
             text = apply(moved, self._text)
         except ValueError:  # the ops do not fit together: never corrupt, replace instead
             return self._last_writer_wins(author, sent, None)
-        return self._rebased(author, sent, text, moved, bridge, True, None, chosen, base_version)
+        return self._rebased(
+            author, sent, text, moved, bridge, True, None, chosen, base_version, edit=edit
+        )
 
     def _chain_of(self, author: str | None, base: Base) -> tuple[list[Op], list[bool], int | None]:
         """What a change on `base` is moved past, which of those ops are its author's own,

@@ -47,6 +47,7 @@ NAMESPACE = "/"
 MAX_PROBES_PASSED = 64  # trailing probes a newer text looks past for the one it replaces
 MAX_STAMPS = 1024  # arrivals of events not handled yet, per socket
 SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
+PONG = str(eio_packet.PONG)  # an Engine.IO PONG as it arrives: "3"
 COALESCED_EVENTS = frozenset({"codeUpdate"})
 SLOW_CLIENT = "slow client"  # the disconnect reason of a recipient that stopped reading
 # Write directly only while the socket's send buffer holds less than this; beyond, the
@@ -102,6 +103,7 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
     registry: dict[str, DirectWebSocket]  # Engine.IO sid -> its open WebSocket
     closing: set[asyncio.Future[None]]  # sockets being closed after their client left
     corks: Corks  # the manager's: what is written directly, per turn of the loop
+    receipts: dict[str, Receipts]  # the manager's: PINGs sent and answered, per socket
     pending: list[bytes] | None = None  # frames written directly this turn, not sent yet
 
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
@@ -148,6 +150,15 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                     break
                 if data is None or len(data) > limit:
                     break
+                if data == PONG and not socket.closed:
+                    # The answer to every probe (one per text sent): what Engine.IO's
+                    # receive and the manager's count of answers do, without the packet.
+                    receipts = self.receipts.get(socket.sid)
+                    if receipts is not None:
+                        receipts.answered += 1
+                    socket.schedule_ping()
+                    await asyncio.sleep(0)
+                    continue
                 try:
                     await socket.receive(eio_packet.Packet(encoded_packet=data))
                 except engineio_exceptions.UnknownPacketError:
@@ -261,6 +272,7 @@ def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[
             "registry": getattr(manager, "websockets", {}),
             "closing": set(),
             "corks": getattr(manager, "corks", None) or Corks(),
+            "receipts": getattr(manager, "receipts", {}),
         },
     )
 
