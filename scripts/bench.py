@@ -61,10 +61,12 @@ SCENARIOS (--scenarios, comma separated)
         reads for it); server RSS growth during the stall, then how many codeUpdates
         (and MB) the stalled client receives before it holds the current version, and
         how long that takes; p99 of the readers that kept up. Shows what coalescing a
-        room's code updates (app/broadcast.py) saves.
+        room's code updates (app/broadcast.py) saves. `--set g.control=1`: the same
+        run with the third client reading like the others (the readers' p99 without a
+        stalled client, to compare).
     Per-scenario knobs: --set a.rate=20 --set c.clients=50 --set b.size=8192 ...
     (keys: rooms clients rate chat_rate size; e: conns; d: rates;
-     f: rooms rate seconds code_kb messages joins; g: rooms rate size stall after)
+     f: rooms rate seconds code_kb messages joins; g: rooms rate size stall after control)
 
 WHAT IS MEASURED
     In each room client 0 types (full-text codeChange, payload --size bytes,
@@ -185,7 +187,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "max_rate": 200.0,
     },
     "e": {"kind": "idle", "conns": 5000},
-    "g": {"kind": "slow", "rooms": 5, "rate": 10.0, "size": 100_000, "stall": 30.0, "after": 30.0},
+    "g": {
+        "kind": "slow",
+        "rooms": 5,
+        "rate": 10.0,
+        "size": 100_000,
+        "stall": 30.0,
+        "after": 30.0,
+        "control": 0,
+    },
     "f": {
         "kind": "persist",
         "rooms": 20,
@@ -1117,6 +1127,7 @@ async def scenario_slow(
 
     rooms, rate, size = int(sc["rooms"]), float(sc["rate"]), int(sc["size"])
     stall, after = float(sc["stall"]), float(sc["after"])
+    control = bool(sc.get("control", 0))  # the third client reads too: nobody stalls
     pad = ("let value = compute(items[index]); // padding of the document\n" * (size // 60 + 2))[
         :size
     ]
@@ -1124,7 +1135,7 @@ async def scenario_slow(
     seq_sent: dict[str, int] = {}
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as http:
-        typists, normals, stalled = [], [], []
+        typists, normals, stalled, controls = [], [], [], []
         try:
             for r in range(rooms):
                 room_id = f"g-{r}"
@@ -1138,7 +1149,7 @@ async def scenario_slow(
                     group.append(c)
                 typists.append((room_id, group[0]))
                 normals.append((room_id, group[1]))
-                stalled.append((room_id, group[2]))
+                (controls if control else stalled).append((room_id, group[2]))
             # drain the join notifications the first members got
             for _room_id, c in typists + normals:
                 while await c.next_event(0.2) is not None:
@@ -1170,6 +1181,12 @@ async def scenario_slow(
             tasks = [asyncio.ensure_future(type_in(r, c)) for r, c in typists]
             tasks += [asyncio.ensure_future(read(c)) for _r, c in normals]
             tasks += [asyncio.ensure_future(read(c)) for _r, c in typists]  # answer pings
+
+            async def discard(c: _EioClient) -> None:
+                while not stop.is_set():
+                    await c.next_event(0.5)
+
+            tasks += [asyncio.ensure_future(discard(c)) for _r, c in controls]
             rss_stall = []
             t_end = time.monotonic() + stall
             while time.monotonic() < t_end:
@@ -1204,7 +1221,7 @@ async def scenario_slow(
             rss1 = await sample_rss(srv, 3)
         finally:
             stop.set()
-            for _r, c in typists + normals + stalled:
+            for _r, c in typists + normals + stalled + controls:
                 await c.close()
     lat.sort()
     return {
@@ -1484,7 +1501,17 @@ def build_scenarios(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             out[scen][k] = [float(x) for x in val.split(",")]
         elif k in ("start", "factor", "max_rate"):
             out[scen][k] = float(val)
-        elif k in ("rooms", "clients", "size", "conns", "code_kb", "messages", "joins", "refine"):
+        elif k in (
+            "rooms",
+            "clients",
+            "size",
+            "conns",
+            "code_kb",
+            "messages",
+            "joins",
+            "refine",
+            "control",
+        ):
             out[scen][k] = int(val)
         elif k in ("rate", "chat_rate", "seconds", "stall", "after"):
             out[scen][k] = float(val)

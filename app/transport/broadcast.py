@@ -54,6 +54,7 @@ SLOW_CLIENT = "slow client"  # the disconnect reason of a recipient that stopped
 # queue's writer (which waits for the buffer to drain) takes over.
 DIRECT_WRITE_BUFFER_LIMIT = 64 * 1024
 DIRECT_WRITES = True  # benchmarks switch it off to measure what it brings
+CORK_WRITES = True  # the same
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -223,7 +224,9 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             or transport.get_write_buffer_size() > DIRECT_WRITE_BUFFER_LIMIT
         ):
             return False
-        if self.pending is None:
+        if not CORK_WRITES:
+            transport.write(frame)
+        elif self.pending is None:
             self.pending = [frame]
             self.corks.add(self)
         else:
