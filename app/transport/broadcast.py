@@ -342,9 +342,10 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         self.broadcast_now(event, args, room, skip)
 
     def _packet(self, event: str, args: tuple[Any, ...], key: Any = None) -> _RoomPacket:
-        encoded = self.server.packet_class(
-            sio_packet.EVENT, namespace=NAMESPACE, data=[event, *args]
-        ).encode()
+        """A Socket.IO EVENT of the default namespace, without an id: its type and its data
+        as JSON (what python-socketio's packet encodes, without its walk of the whole
+        payload looking for binary parts: the server never sends any)."""
+        encoded = str(sio_packet.EVENT) + self.server.packet_class.json.dumps([event, *args])
         return _RoomPacket(encoded, key)
 
     def broadcast_now(
