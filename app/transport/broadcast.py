@@ -9,20 +9,24 @@ their order but drops that machinery:
 - the WebSocket frame (header + UTF-8 payload) is built once per broadcast;
 - a recipient whose Engine.IO writer is idle (blocked waiting for its queue: nothing is
   queued and nothing taken but unwritten) and whose socket buffer is not backed up gets
-  the frame written to its transport at once, synchronously; any other recipient gets the
+  the frame added to what its transport is written at the end of this turn of the event
+  loop (`Corks`: one `writev` per recipient per turn); any other recipient gets the
   packet on its queue, behind what is already there, exactly like the stock path. Either
   way a recipient receives packets in the order they were emitted;
 - `emit` never suspends the handler that calls it.
 
-Code updates are coalesced per recipient: when a recipient's queue still holds, as its
-last packet, a `codeUpdate` of the same room that its writer has not taken yet, the new one
-replaces it (each carries the room's whole text and version, so the newest supersedes the
-older). That happens only when a client (or the server) cannot keep up; it bounds the
-backlog instead of sending stale texts. Nothing else is ever coalesced: chat and every
-other event keep one packet per emit, in order.
+Texts are coalesced per recipient: when a recipient's queue still holds, as its last
+packet but for the probes behind it, a `codeUpdate` or `fileContentUpdate` of the same text
+that its writer has not taken yet, the new one replaces it (each carries the whole text and
+its version, so the newest supersedes the older). That happens only when a client cannot
+keep up; it bounds the backlog instead of sending stale texts. Nothing else is ever
+coalesced: chat and every other event keep one packet per emit, in order. A recipient that
+stays behind anyway (`slow_queue` packets waiting for `slow_seconds`) is disconnected.
 
 Only WebSocket connections made through `direct_websocket` (permessage-deflate off) take
-the direct path; long-polling clients and compressed WebSockets always use the queue.
+the direct path; long-polling clients and compressed WebSockets always use the queue. A
+connection that opens as a WebSocket also runs `DirectWebSocket._serve`, a leaner Engine.IO
+loop; one upgraded from long-polling keeps python-engineio's.
 """
 
 from __future__ import annotations
