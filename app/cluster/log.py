@@ -35,7 +35,8 @@ READ_COUNT = 500
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 # KEYS: version, stream, deleted mark. ARGV: expected ('' = unversioned), body, seed version,
-# process. Answers {0, version} (lost the race), {1, version, id} (appended) or {2} (deleted).
+# process. Answers {0, version} (lost the race), {1, version, id, previous id} (appended; the
+# id of the entry it follows, or '' when the log was empty) or {2} (deleted).
 APPEND = """
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return {2}
@@ -53,8 +54,13 @@ if ARGV[1] ~= '' then
   version = version + 1
   redis.call('SET', KEYS[1], version)
 end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local previous = ''
+if last[1] then
+  previous = last[1][1]
+end
 local id = redis.call('XADD', KEYS[2], '*', 'v', version, 'p', ARGV[4], 'e', ARGV[2])
-return {1, version, id}
+return {1, version, id, previous}
 """
 
 # KEYS: version, stream, deleted mark. ARGV: the stored version, '1' when nothing is stored. A
@@ -177,8 +183,13 @@ class RedisRoomLog:
                 return Appended(None, [], deleted=True)
             if result[0] == 0:
                 return Appended(None, await self._read(stream, after) if after else [])
-            entry_id = result[2].decode() if isinstance(result[2], bytes) else result[2]
-            missed = await self._read(stream, after, before=entry_id) if after else []
+            entry_id, previous = (r.decode() if isinstance(r, bytes) else r for r in result[2:4])
+            # What others appended since `after` (none when the new entry follows it: no read)
+            missed = (
+                await self._read(stream, after, before=entry_id)
+                if after and previous != after
+                else []
+            )
         except RedisError as error:
             raise self._unavailable(error) from error
         entry = LogEntry(entry_id, int(result[1]), self.process, body)
