@@ -106,7 +106,7 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
 
     max_message_bytes = 0  # set by direct_websocket()
     registry: dict[str, DirectWebSocket]  # Engine.IO sid -> its open WebSocket
-    closing: set[asyncio.Future[None]]  # sockets being closed after their client left
+    closing: set[asyncio.Future[Any]]  # the manager's: sockets being closed
     corks: Corks  # the manager's: what is written directly, per turn of the loop
     receipts: dict[str, Receipts]  # the manager's: PINGs sent and answered, per socket
     pending: list[bytes] | None = None  # frames written directly this turn, not sent yet
@@ -276,10 +276,10 @@ def direct_websocket(manager: BroadcastManager, max_message_bytes: int) -> type[
         (DirectWebSocket,),
         {
             "max_message_bytes": max_message_bytes,
-            "registry": getattr(manager, "websockets", {}),
-            "closing": set(),
-            "corks": getattr(manager, "corks", None) or Corks(),
-            "receipts": getattr(manager, "receipts", {}),
+            "registry": manager.websockets,
+            "closing": manager.closing,
+            "corks": manager.corks,
+            "receipts": manager.receipts,
         },
     )
 
@@ -314,7 +314,8 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         self.slow_seconds = slow_seconds
         self.slow_since: dict[str, float] = {}  # Engine.IO sid -> when it went over
         self.slow_disconnects = 0
-        self._dropping: set[asyncio.Future[Any]] = set()
+        # Sockets being closed (a client gone, or too slow), held until they are.
+        self.closing: set[asyncio.Future[Any]] = set()
         self._probe = _RoomPacket(None, None, eio_packet.PING, kept=True)  # every probe
         self.websockets: dict[str, DirectWebSocket] = {}
         self.corks = Corks()
@@ -508,8 +509,8 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         if ws is not None and ws.transport is not None:
             ws.transport.abort()  # its writer, blocked on the full buffer, ends
         dropping = asyncio.ensure_future(socket.close(wait=False, abort=True, reason=SLOW_CLIENT))
-        self._dropping.add(dropping)
-        dropping.add_done_callback(self._dropping.discard)
+        self.closing.add(dropping)
+        dropping.add_done_callback(self.closing.discard)
 
 
 def _ignore_result(task: asyncio.Task[Any]) -> None:

@@ -120,7 +120,7 @@ def rest_rate_limit(guard: ConnectionGuard) -> Middleware:
     return middleware
 
 
-ENGINE_IO_PATH = "/socket.io"
+ENGINE_IO_PATH = "/socket.io/"  # Engine.IO's route
 
 
 def http_only(*middlewares: Middleware) -> Middleware:
