@@ -38,6 +38,7 @@ from app.domain.ot import (
     Op,
     apply,
     caret_after,
+    common_ends,
     compose,
     diff,
     edit_cost,
@@ -144,6 +145,7 @@ class TextHistory:
         # kept for it).
         self._pinned = {digest(t) for t in (*stale, text)}
         self._held: dict[int, None] = {}
+        self._text_digest: int | None = None  # the current text's digest, when known
         self._text = text
         self._version = version
         self._oldest = version  # oldest version whose text can still be rebuilt
@@ -279,23 +281,24 @@ class TextHistory:
         the change is a repeat and changes nothing)."""
         best: Base | None = None
         best_key: tuple[int, tuple[int, int]] = (0, (0, 0))
+        best_ends = (0, 0)  # its common_ends with the sent text
         same: Base | None = None  # a candidate equal to the sent text
         for base in bases:
             if best is not None and abs(len(base.text) - len(sent)) > -best_key[0]:
                 continue  # an edit costs at least the difference in length: it cannot win
-            cost = edit_cost(base.text, sent)
-            if cost == 0:
+            if base.text == sent:
                 if same is None or base.rank > same.rank:
                     same = base
                 continue
+            ends = common_ends(base.text, sent)  # the edit_cost, with what diff needs of it
             # The smallest edit; in a tie, the text the client held most recently.
-            key = (-cost, base.rank)
+            key = (2 * (ends[0] + ends[1]) - len(base.text) - len(sent), base.rank)
             if best is None or key > best_key:
-                best, best_key = base, key
+                best, best_key, best_ends = base, key, ends
         chosen = (same or best) if repeat else (best or same)
         if chosen is None:
             return self._last_writer_wins(author, sent, None)
-        edit = diff(chosen.text, sent)
+        edit = diff(chosen.text, sent, best_ends if chosen is best else None)
         try:
             chain, mine, caret = self._chain_of(author, chosen)
             moved, bridge = transform_past(edit, chain, first_at=caret, mine=mine)
@@ -432,7 +435,10 @@ class TextHistory:
             raise ValueError("the history changed since this change was rebased")
         self._append(version, rebased._op, rebased.text, rebased._author)
         if rebased._author is not None:
-            self.remember_sent(digest(rebased._sent))
+            fingerprint = digest(rebased._sent)
+            self.remember_sent(fingerprint)
+            if rebased._sent == self._text:  # the next change's _append needs it again
+                self._text_digest = fingerprint
             self._authors[rebased._author] = _AuthorState(
                 version,
                 rebased._sent,
@@ -545,7 +551,9 @@ class TextHistory:
         if op and self.recorder is not None:
             self.recorder(version, op, self._text, text, author)
         self._entries.append(_Entry(version, op, author, self._clock()))
-        self.remember_sent(digest(self._text))  # the text this version replaces
+        replaced = self._text_digest  # the text this version replaces
+        self.remember_sent(digest(self._text) if replaced is None else replaced)
+        self._text_digest = None
         self._version = version
         self._text = text
 

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 import fast_diff_match_patch as fdmp
 
 # Common text kept on each side of a change before calling the diff library: enough for its
-# semantic clean-up to slide the edit onto a word or line boundary, small enough that a
-# keystroke in a 100 KB document is diffed in microseconds (we trim the rest ourselves).
+# semantic clean-up to slide the edit onto a word or line boundary (an edit slides at most
+# its own length, or along a run that repeats it), small enough that a keystroke in a 100 KB
+# document is diffed in microseconds (we trim the rest ourselves): the changed span's length
+# plus _DIFF_SLACK, at most _DIFF_CONTEXT.
 _DIFF_CONTEXT = 256
+_DIFF_SLACK = 64
 # Upper bound (seconds) on one diff of two unrelated texts; the library then returns a
 # coarser but still valid diff instead of blocking the event loop.
 _DIFF_TIMELIMIT = 0.1
@@ -268,14 +271,22 @@ def _common_suffix(a: str, b: str, limit: int) -> int:
     return low
 
 
-def diff(old: str, new: str) -> Op:
-    """The edit turning old into new, computed by the diff library around the changed span."""
+def common_ends(old: str, new: str) -> tuple[int, int]:
+    """The lengths of the common prefix and of the common suffix that does not overlap it."""
+    prefix = _common_prefix(old, new)
+    return prefix, _common_suffix(old, new, min(len(old), len(new)) - prefix)
+
+
+def diff(old: str, new: str, ends: tuple[int, int] | None = None) -> Op:
+    """The edit turning old into new, computed by the diff library around the changed span
+    (`ends`: their common_ends, when known)."""
     if old == new:
         return ()
-    prefix = _common_prefix(old, new)
-    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
-    start = max(0, prefix - _DIFF_CONTEXT)
-    tail = max(0, suffix - _DIFF_CONTEXT)
+    prefix, suffix = common_ends(old, new) if ends is None else ends
+    changed = max(len(old), len(new)) - prefix - suffix
+    context = min(_DIFF_CONTEXT, changed + _DIFF_SLACK)
+    start = max(0, prefix - context)
+    tail = max(0, suffix - context)
     old_mid, new_mid = old[start : len(old) - tail], new[start : len(new) - tail]
     pairs: list[tuple[str, int]] = fdmp.diff(
         old_mid, new_mid, timelimit=_DIFF_TIMELIMIT, cleanup="Semantic"
@@ -511,8 +522,7 @@ def edit_cost(old: str, new: str) -> int:
     that differ once the common prefix and suffix are set aside (0: the same text)."""
     if old == new:
         return 0
-    prefix = _common_prefix(old, new)
-    suffix = _common_suffix(old, new, min(len(old), len(new)) - prefix)
+    prefix, suffix = common_ends(old, new)
     return len(old) + len(new) - 2 * (prefix + suffix)
 
 
