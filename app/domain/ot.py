@@ -328,6 +328,8 @@ def transform_past(
         first_at = _typed_on(edit, chain, mine)
     bridge: list[Op] = []
     for i, op in enumerate(chain):
+        if not op:  # a change that changed nothing (the bridge of a change nobody crossed)
+            continue
         own = i < len(mine) and mine[i]
         point = insertion(edit) if own else None
         op_after_edit, moved = transform(
