@@ -543,7 +543,12 @@ async def test_a_full_room_refuses_the_next_join_and_its_members_hear_nothing(
         members, late = clients[:3], clients[3]
         for index, member in enumerate(members):
             assert (await member.join(ROOM, f"M{index}", f"user-m{index}"))["ok"]
-        await members[0].next("userJoined", 2)
+        # Every member has heard of the later joins (across processes in a cluster, member 1
+        # may hear of member 2 after member 0 has).
+        for index, member in enumerate(members):
+            if index < 2:
+                await member.next("userJoined", 2 - index)
+            await wait_for(member, "roomUsers", lambda users: len(users) == 3)
         marks = [len(member.order) for member in members]
 
         answer = await late.join(ROOM, "Late", "user-late")
