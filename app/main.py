@@ -52,6 +52,7 @@ from app.transport.http.middleware import (
 from app.transport.http.routes import SessionRoutes
 from app.transport.notifier import SocketNotifier
 from app.transport.polling import answer_polls_on_close, whole_bodies
+from app.transport.queues import PacketQueue
 from app.transport.sockets import SocketEvents
 from app.transport.tokens import Tokens
 from app.wire.packets import OrjsonPackets
@@ -109,6 +110,7 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     if not settings.websocket_compression:
         drivers["websocket"] = direct_websocket(manager, settings.max_message_bytes)
     sio.eio._async = drivers
+    sio.eio.create_queue = PacketQueue  # every socket's packets, without asyncio.Queue's weight
     return sio
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from app.main import SIO_KEY
 from app.transport.broadcast import BroadcastManager, _RoomPacket, text_frame
+from app.transport.queues import PacketQueue
 from tests.support import WAIT, Client, RunningServer, clients, fast_settings, running_server
 
 
@@ -35,7 +36,7 @@ def fake_manager(**sockets: Any) -> BroadcastManager:
 
 def fake_socket() -> Any:
     return SimpleNamespace(
-        queue=asyncio.Queue(),
+        queue=PacketQueue(),
         closed=False,
         closing=False,
         upgraded=True,
@@ -50,7 +51,7 @@ def code_packet(room: str, text: str) -> _RoomPacket:
 
 
 def queued(socket: Any) -> list[Any]:
-    return list(socket.queue._queue)
+    return list(socket.queue._queue or ())
 
 
 def test_text_frame_headers() -> None:
