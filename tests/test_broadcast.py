@@ -51,7 +51,7 @@ def code_packet(room: str, text: str) -> _RoomPacket:
 
 
 def queued(socket: Any) -> list[Any]:
-    return list(socket.queue._queue or ())
+    return list(socket.queue.pending or ())
 
 
 def test_text_frame_headers() -> None:

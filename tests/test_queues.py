@@ -20,10 +20,10 @@ async def test_packets_come_out_in_order_and_a_reader_waits_for_the_next() -> No
         queue.get_nowait()
     reader = asyncio.ensure_future(queue.get())
     await asyncio.sleep(0)
-    assert not reader.done() and queue._getters  # the broadcast manager's "writer idle"
+    assert not reader.done() and queue.reader_waiting  # the broadcast manager's "writer idle"
     queue.put_nowait("c")
     assert await reader == "c"
-    assert not queue._getters
+    assert not queue.reader_waiting
 
 
 async def test_a_reader_cut_short_takes_nothing_and_the_next_one_gets_it() -> None:
@@ -31,7 +31,7 @@ async def test_a_reader_cut_short_takes_nothing_and_the_next_one_gets_it() -> No
     timed_out = asyncio.ensure_future(asyncio.wait_for(queue.get(), 0.01))
     with pytest.raises(TimeoutError):
         await timed_out
-    assert not queue._getters
+    assert not queue.reader_waiting
     # Woken for a packet, then cancelled before it ran: the packet stays for the next reader.
     first = asyncio.ensure_future(queue.get())
     second = asyncio.ensure_future(queue.get())

@@ -459,7 +459,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             if (
                 # Its writer waits for a packet: nothing is queued and nothing in flight
                 # (a packet taken from the queue but not written yet would be overtaken).
-                getattr(queue, "_getters", None)
+                queue.reader_waiting
                 and not socket.closing
                 and socket.upgraded
                 and not socket.upgrading
@@ -468,7 +468,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             ):
                 self.written += 1
                 continue
-            pending = getattr(queue, "_queue", None)  # asyncio.Queue's deque
+            pending = queue.pending
             at = self._superseded(pending, pkt.key) if pkt.key is not None and pending else None
             if at is not None and pending is not None:
                 pending[at] = pkt  # not sent yet: the newer full text supersedes it

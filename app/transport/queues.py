@@ -21,12 +21,20 @@ class PacketQueue:
     __slots__ = ("_getters", "_joiners", "_queue", "_unfinished")
 
     def __init__(self) -> None:
-        # The broadcast manager reads these two: a reader waits (`_getters`), and what is
-        # queued (`_queue`, None when nothing is), to replace a text not sent yet.
         self._queue: deque[Any] | None = None
         self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
+
+    @property
+    def reader_waiting(self) -> bool:
+        """A reader waits for a packet: nothing is queued, and nothing taken is unwritten."""
+        return self._getters is not None
+
+    @property
+    def pending(self) -> deque[Any] | None:
+        """The packets not taken yet, in order (None: none), to replace one in place."""
+        return self._queue
 
     def qsize(self) -> int:
         return len(self._queue) if self._queue is not None else 0
