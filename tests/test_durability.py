@@ -665,6 +665,40 @@ async def test_join_while_the_store_is_down_is_refused_and_creates_nothing(
             await ann.close()
 
 
+async def test_a_typist_is_never_sent_its_own_older_text_held_behind_a_chat_message(
+    tmp_path: Path,
+) -> None:
+    """Texts leave in the room's event order, so while the store is down they wait behind a
+    chat message being stored. By the time they leave, the typist's later changes were merged
+    onto them: sent to it, the older texts would undo its last keys in its editor (and be
+    taken for a base of its next change). Readers still get every text, in order."""
+    store = FlakyStore(tmp_path / "sessions.sqlite3")
+    settings = fast_settings(tmp_path, chat_store_timeout_seconds=1.0)
+    async with running_server(settings, store) as server:
+        typist, reader = await Client().connect(server.url), await Client().connect(server.url)
+        try:
+            await typist.join(ROOM, "Typist")
+            await reader.join(ROOM, "Reader")
+            store.failing = True
+            await typist.emit("chatMessage", {"roomId": ROOM, "message": "held"})
+            texts = [f"code {i}" for i in range(0, 150, 30)]
+            for text in texts:
+                await typist.emit("codeChange", {"roomId": ROOM, "code": text})
+            await reader.next("newMessage", within=10)
+            store.failing = False
+            answer = await typist.call("codeChange", {"roomId": ROOM, "code": "code 150"})
+            assert answer["ok"] is True
+            await reader.next("codeUpdate", len(texts) + 1)
+            assert [u["code"] for u in reader.events["codeUpdate"]] == [*texts, "code 150"]
+            await typist.quiet(0.3)
+            assert typist.events["codeUpdate"] == []
+            status, body = await server.http("GET", f"/api/sessions/{ROOM}")
+            assert (status, body["session"]["code"]) == (200, "code 150")
+        finally:
+            await typist.close()
+            await reader.close()
+
+
 # -- two servers, one file: newer is never overwritten by older -------------------------------
 
 

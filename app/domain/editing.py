@@ -292,9 +292,9 @@ class Editing:
         probed: list[Member] = []
         for member in room.members.values() if members is None else members:
             by_delta = out.delta is not None and member.deltas
-            if not by_delta and member.shows(out.doc_id, out.text):
-                continue
             stream = member.stream(out.doc_id)
+            if not by_delta and (stream.held == out.text or stream.outdated(out.version)):
+                continue
             stream.give(room.next_seq(), out.version, out.text, now)
             if stream.wants_probes:
                 probed.append(member)

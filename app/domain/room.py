@@ -472,13 +472,13 @@ class Room:
         versioned = rebased.base_version is not None
         if not text_changed and not language_changed:
             doc.history.note(rebased)
-            stream.accepted(rebased, sent, self.next_seq(), versioned, answered)
+            stream.accepted(rebased, sent, self.next_seq(), doc.version, versioned, answered)
             return None
         version = self._next_version()
         doc.history.commit(rebased, version)
-        stream.accepted(rebased, sent, self.next_seq(), versioned, answered)
         if text_changed:
             doc.version = version
+        stream.accepted(rebased, sent, self.next_seq(), doc.version, versioned, answered)
         if language_changed:
             self.replace_language(new_language, now, version=version, author=member.sid)
             self.language_version = version

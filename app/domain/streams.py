@@ -50,6 +50,7 @@ class Stream:
         "given",
         "held",
         "own_seq",
+        "own_version",
         "round_trip",
         "since",
         "versioned",
@@ -62,6 +63,7 @@ class Stream:
         self.held: str | None = None  # what its editor shows once everything has arrived
         self.base_seq = -1  # where the base of its last change was
         self.own_seq = -1  # where its last change was received
+        self.own_version = -1  # the text's version once its last change was accepted
         self.answered_at_own: int | None = None  # probes it had answered by its last change
         self.changed = False
         self.versioned = False  # its last change named its base (baseVersion)
@@ -72,6 +74,12 @@ class Stream:
     def wants_probes(self) -> bool:
         """Whether its changes will be inferred: it has not named a base (baseVersion)."""
         return not self.versioned
+
+    def outdated(self, version: int) -> bool:
+        """Whether the text at `version` leaves (in the room's event order) after a change of
+        its own that was merged onto it: what that text holds, it has or will be sent merged,
+        and the older text would only undo its own edits in its editor for a moment."""
+        return version < self.own_version
 
     def give(self, seq: int, version: int, text: str, at: float) -> None:
         """The server sent it `text`, the room text at `version`, at time `at`."""
@@ -204,11 +212,12 @@ class Stream:
         rebased: Rebased,
         sent: str,
         seq: int,
+        version: int,
         versioned: bool = False,
         answered: int | None = None,
     ) -> None:
         """Its change was accepted (received at position `seq`, after `answered` probes were
-        answered): what does it show now?"""
+        answered; the text is at `version` now): what does it show now?"""
         base = rebased.base
         if base is None or base.version is None:
             pass  # typed on its own text: what was in flight before still is
@@ -226,6 +235,7 @@ class Stream:
         while self.given and self.given[0].seq <= self.base_seq:
             self.given.popleft()
         self.own_seq = seq
+        self.own_version = version
         self.answered_at_own = answered
         self.changed = True
         self.versioned = versioned
