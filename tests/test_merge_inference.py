@@ -452,12 +452,6 @@ async def test_a_keystroke_between_a_text_and_the_probe_behind_it_is_typed_on_th
     assert harness.text == "b" + shown  # Alice's "a" once, Bob's "b" once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit (README): a tie between its own text and a text whose probe is not"
-    " answered goes to its own, so her key is doubled and his lost; preferring that text when"
-    " the edit only retypes what it typed breaks the lag e2e test",
-)
 async def test_a_key_typed_between_a_text_and_its_probe_is_not_taken_for_anothers_key(
     harness: Harness,
 ) -> None:

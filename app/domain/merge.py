@@ -179,6 +179,16 @@ class TextHistory:
             return None
         return Base(text, (STREAM, seq), lambda: self._ops_after(version), "given", version)
 
+    def typed_by_other(self, version: int, author: str) -> str:
+        """What the last change up to `version` inserted, if someone else than `author` made
+        it ("" otherwise, or when it is no longer kept)."""
+        for entry in reversed(self._entries):
+            if entry.version <= version:
+                if entry.author == author:
+                    return ""
+                return "".join(c for c in entry.op if isinstance(c, str))
+        return ""
+
     def own(self, author: str, seq: int) -> Base | None:
         """The text of the author's previous change."""
         state = self._authors.get(author)

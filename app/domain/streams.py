@@ -22,10 +22,11 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from app.domain.merge import HISTORY, Base, Rebased, TextHistory
-from app.domain.ot import diff, restores, undoes
+from app.domain.merge import HISTORY, STREAM, Base, Rebased, TextHistory
+from app.domain.ot import Delete, Op, diff, restores, undoes
 
 MAYBE = HISTORY - 1  # the rank of a text that may have been seen: below any other
+RETYPED = STREAM + 1  # such a text, when the alternative is retyping others' keys: above
 MAX_MAYBE_SEEN = 32  # the earliest texts whose probe is not answered yet, as candidates
 
 MAX_GIVEN = 64  # texts remembered per connection and text (a passive reader's last updates)
@@ -123,7 +124,13 @@ class Stream:
         return [g for g in fresh if g.at <= reached]
 
     def _maybe_seen(
-        self, history: TextHistory, seen: list[Given], anchor: str | None, sent: str
+        self,
+        history: TextHistory,
+        seen: list[Given],
+        anchor: str | None,
+        sent: str,
+        now: float,
+        author: str | None = None,
     ) -> list[Base]:
         """Texts given after the last one known to be seen: a browser runs each WebSocket
         message as a task of its own and a keystroke may come between a text and the probe
@@ -136,17 +143,30 @@ class Stream:
         such a text a base when the change would delete some of what others inserted since
         the `anchor` (the text known to be shown), or insert again what they deleted: nobody
         does that within the moment it takes a probe to come back, but a change typed on the
-        anchor, next to what changed, is explained by such a text with a smaller edit."""
+        anchor, next to what changed, is explained by such a text with a smaller edit.
+
+        One exception to the tie rule: when the anchor is its own previous text (`author`
+        given) and the change, read on it, only types again, where it was typed, what another
+        author's change that made such a text typed, that text wins the tie if it was sent a
+        whole round trip before the change arrived (time to arrive and for a key typed on it
+        to come back). Two people typing at one spot (the
+        unchanged editor sends its cursor to the start at every update) would otherwise see
+        one key doubled and the other lost."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
         for given in [g for g in self.given if g.seq > after][:MAX_MAYBE_SEEN]:
+            rank = MAYBE
             if anchor is not None:
                 others, change = diff(anchor, given.text), diff(given.text, sent)
                 if undoes(others, change) or restores(others, change):
                     continue
+                if author is not None and now - given.at >= 2 * self.round_trip:
+                    typed = _retyped(diff(anchor, sent), others)
+                    if typed and typed in history.typed_by_other(given.version, author):
+                        rank = RETYPED
             base = history.given(given.version, given.text, given.seq)
             if base is not None:
-                bases.append(replace(base, rank=(MAYBE, -given.seq)))
+                bases.append(replace(base, rank=(rank, -given.seq)))
         return bases
 
     def _typed_after(self, latest: Given | None) -> bool:
@@ -183,7 +203,7 @@ class Stream:
         bases: list[Base] = []
         if own is not None and self._typed_after(latest):
             bases.append(own)  # nothing processed since its previous change replaced it
-            bases += self._maybe_seen(history, seen, own.text, sent)  # ...unless a probe lags
+            bases += self._maybe_seen(history, seen, own.text, sent, now, author)  # or lags
         else:
             # An editor that names no base replaces its text with each text it is given (a
             # client that keeps its own edits through updates needs versions: baseVersion).
@@ -197,7 +217,7 @@ class Stream:
             else:
                 joined = None if self.changed else history.at(self.since, self.since)
                 anchor = joined.text if joined is not None else None
-            bases += self._maybe_seen(history, seen, anchor, sent)
+            bases += self._maybe_seen(history, seen, anchor, sent, now)
             if own is not None and not exact:
                 bases.append(own)
         if not self.changed:  # a first change: typed on the text it joined with, or fetched
@@ -223,7 +243,7 @@ class Stream:
             pass  # typed on its own text: what was in flight before still is
         elif base.kind in ("given", "own_on"):
             rank, seq = base.rank
-            self.base_seq = -seq if rank == MAYBE else seq  # see _maybe_seen
+            self.base_seq = -seq if rank in (MAYBE, RETYPED) else seq  # see _maybe_seen
         else:  # a room text of some version: what was given up to it was applied
             self.base_seq = max(
                 [g.seq for g in self.given if g.version <= base.version], default=self.base_seq
@@ -239,3 +259,26 @@ class Stream:
         self.answered_at_own = answered
         self.changed = True
         self.versioned = versioned
+
+
+def _retyped(change: Op, others: Op) -> str:
+    """What `change` inserts when it only inserts, at one place, some of what `others`
+    inserted there (both ops on one text; "there": where others inserted, or in what they
+    replaced right after); else ""."""
+    if len(change) > 2 or any(isinstance(c, Delete) for c in change):
+        return ""
+    at, typed = (0, change[0]) if len(change) == 1 else change
+    if not isinstance(at, int) or not isinstance(typed, str):
+        return ""
+    position = 0
+    for i, component in enumerate(others):
+        if isinstance(component, int):
+            position += component
+        elif isinstance(component, str):
+            following = others[i + 1] if i + 1 < len(others) else None
+            reach = len(following.text) if isinstance(following, Delete) else 0
+            if typed in component and position <= at <= position + reach:
+                return typed
+        else:
+            position += len(component.text)
+    return ""
