@@ -265,7 +265,7 @@ def _retyped(change: Op, others: Op) -> str:
     """What `change` inserts when it only inserts, at one place, some of what `others`
     inserted there (both ops on one text; "there": where others inserted, or in what they
     replaced right after); else ""."""
-    if len(change) > 2 or any(isinstance(c, Delete) for c in change):
+    if not change or len(change) > 2 or any(isinstance(c, Delete) for c in change):
         return ""
     at, typed = (0, change[0]) if len(change) == 1 else change
     if not isinstance(at, int) or not isinstance(typed, str):
