@@ -161,7 +161,7 @@ class Stream:
                 if undoes(others, change) or restores(others, change):
                     continue
                 if author is not None and now - given.at >= 2 * self.round_trip:
-                    typed = _retyped(diff(anchor, sent), others)
+                    typed = _retyped(anchor, diff(anchor, sent), others)
                     if typed and typed in history.typed_by_other(given.version, author):
                         rank = RETYPED
             base = history.given(given.version, given.text, given.seq)
@@ -261,15 +261,22 @@ class Stream:
         self.versioned = versioned
 
 
-def _retyped(change: Op, others: Op) -> str:
+def _retyped(text: str, change: Op, others: Op) -> str:
     """What `change` inserts when it only inserts, at one place, some of what `others`
-    inserted there (both ops on one text; "there": where others inserted, or in what they
-    replaced right after); else ""."""
+    inserted there (both ops on `text`; "there": where others inserted, or in what they
+    replaced right after; an insertion into a run of itself may be anywhere in the run);
+    else ""."""
     if not change or len(change) > 2 or any(isinstance(c, Delete) for c in change):
         return ""
     at, typed = (0, change[0]) if len(change) == 1 else change
     if not isinstance(at, int) or not isinstance(typed, str):
         return ""
+    size = len(typed)
+    first = last = at
+    while first >= size and text[first - size : first] == typed:
+        first -= size
+    while text[last : last + size] == typed:
+        last += size
     position = 0
     for i, component in enumerate(others):
         if isinstance(component, int):
@@ -277,7 +284,7 @@ def _retyped(change: Op, others: Op) -> str:
         elif isinstance(component, str):
             following = others[i + 1] if i + 1 < len(others) else None
             reach = len(following.text) if isinstance(following, Delete) else 0
-            if typed in component and position <= at <= position + reach:
+            if typed in component and first <= position + reach and position <= last:
                 return typed
         else:
             position += len(component.text)
