@@ -149,9 +149,9 @@ class Stream:
         given) and the change, read on it, only types again, where it was typed, what another
         author's change that made such a text typed, that text wins the tie if it was sent a
         whole round trip before the change arrived (time to arrive and for a key typed on it
-        to come back). Two people typing at one spot (the
-        unchanged editor sends its cursor to the start at every update) would otherwise see
-        one key doubled and the other lost."""
+        to come back). Two people typing at one spot (the unchanged editor sends its cursor
+        to the start at every update) would otherwise see one key doubled and the other
+        lost."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
         for given in [g for g in self.given if g.seq > after][:MAX_MAYBE_SEEN]:
