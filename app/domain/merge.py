@@ -189,6 +189,16 @@ class TextHistory:
                 return "".join(c for c in entry.op if isinstance(c, str))
         return ""
 
+    def typed_since(self, version: int, author: str) -> str:
+        """What `author`'s changes after `version` inserted (their ops' inserted text)."""
+        typed = []
+        for entry in reversed(self._entries):
+            if entry.version <= version:
+                break
+            if entry.author == author:
+                typed += [c for c in entry.op if isinstance(c, str)]
+        return "".join(typed)
+
     def own(self, author: str, seq: int) -> Base | None:
         """The text of the author's previous change."""
         state = self._authors.get(author)

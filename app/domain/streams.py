@@ -143,7 +143,9 @@ class Stream:
         such a text a base when the change would delete some of what others inserted since
         the `anchor` (the text known to be shown), or insert again what they deleted: nobody
         does that within the moment it takes a probe to come back, but a change typed on the
-        anchor, next to what changed, is explained by such a text with a smaller edit.
+        anchor, next to what changed, is explained by such a text with a smaller edit. (A
+        text that crossed its own last change lacks that change's keys: when that is all it
+        lacks, typing them again is no reason to refuse it.)
 
         One exception to the tie rule: when the anchor is its own previous text (`author`
         given) and the change, read on it, only types again, where it was typed, what another
@@ -158,7 +160,13 @@ class Stream:
             rank = MAYBE
             if anchor is not None:
                 others, change = diff(anchor, given.text), diff(given.text, sent)
-                if undoes(others, change) or restores(others, change):
+                if undoes(others, change):
+                    continue
+                if restores(others, change) and not (
+                    author is not None
+                    and given.seq < self.own_seq
+                    and _lacks_only(others, history.typed_since(given.version, author))
+                ):
                     continue
                 if author is not None and now - given.at >= 2 * self.round_trip:
                     typed = _retyped(anchor, diff(anchor, sent), others)
@@ -289,3 +297,9 @@ def _retyped(text: str, change: Op, others: Op) -> str:
         else:
             position += len(component.text)
     return ""
+
+
+def _lacks_only(others: Op, typed: str) -> bool:
+    """Whether every deletion of `others` deletes only some of `typed`."""
+    deleted = [c.text for c in others if isinstance(c, Delete)]
+    return bool(deleted) and all(text in typed for text in deleted)
