@@ -8,7 +8,8 @@ on) at the start of what it shows, and handles what it received one message at a
 text replaces what it shows; a probe, an Engine.IO PING, is answered), so a key may come
 between a text and the probe behind it, as in a browser. Sending is instant, receiving
 waits for the editor's turn. The server is the real domain in-process (Rooms, Editing,
-the merge) over an in-memory store; no network, no timing: only the order of events.
+the merge) over bench_merge.py's in-memory store and notifier; no network, no timing: only
+the order of events.
 
 Interleavings (--mode):
   browser  each step one editor types a key, then each editor handles 1-4 of its pending
@@ -31,10 +32,11 @@ import asyncio
 import logging
 import random
 import tempfile
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench_merge import MemoryStore, Notifier
 
 from app.config import Settings
 from app.domain.editing import Editing
@@ -46,75 +48,14 @@ ROOM = "ONESPOT"
 KEYS = {"alice": "Q", "bob": "Z"}
 
 
-class Store:
-    """Enough of a SessionStore for the domain: sessions in a dict, chat nowhere."""
+class Inboxes(Notifier):
+    """bench_merge's notifier, read as one inbox per connection (a probe: ("ping", None))."""
 
-    def __init__(self) -> None:
-        self.sessions: dict[str, Any] = {}
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None: ...
-
-    async def load(self, room_id: str) -> Any:
-        return self.sessions.get(room_id)
-
-    async def save(self, record: Any) -> bool:
-        self.sessions[record.room_id] = record
-        return True
-
-    async def append_messages(self, messages: Iterable[Any]) -> None: ...
-
-    async def list_messages(self, room_id: str, *, before: int | None, limit: int) -> list[Any]:
-        return []
-
-    async def delete(self, room_id: str) -> bool:
-        return self.sessions.pop(room_id, None) is not None
-
-    async def list_for_user(self, user_id: str, *, now: Any, limit: int) -> list[Any]:
-        return []
-
-    async def purge_expired(self, now: Any) -> int:
-        return 0
-
-
-class Inboxes:
-    """A notifier: each event into its recipients' inboxes; a probe is a ("ping", n) entry."""
-
-    def __init__(self) -> None:
-        self.inbox: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-        self.groups: dict[str, list[str]] = defaultdict(list)
-        self.probes: Counter[str] = Counter()
-        self.answers: Counter[str] = Counter()
-
-    def send(self, sids: Iterable[str], event: str, *args: Any, replaces: Any = None) -> None:
-        for sid in sids:
-            self.inbox[sid].append((event, args[0] if args else None))
-
-    def broadcast(self, group: str, event: str, *args: Any, skip: str | None = None) -> None:
-        self.send([sid for sid in self.groups[group] if sid != skip], event, *args)
-
-    def relay(self, group: str, event: str, *args: Any, skip: str | None = None) -> None:
-        self.broadcast(group, event, *args, skip=skip)
-
-    def probe(self, sid: str) -> int | None:
-        self.probes[sid] += 1
-        self.inbox[sid].append(("ping", self.probes[sid]))
-        return self.probes[sid]
-
-    def answered(self, sid: str) -> int | None:
-        return self.answers[sid]
-
-    def close(self, sid: str) -> None: ...
-
-    def enter(self, sid: str, group: str) -> None:
-        self.groups[group].append(sid)
-
-    def leave(self, sid: str, group: str) -> None:
-        if sid in self.groups[group]:
-            self.groups[group].remove(sid)
+    def inbox(self, sid: str) -> list[str | dict[str, Any]]:
+        """What it was sent, in order: each event's payload, "ping" for a probe."""
+        return [
+            data if event != "ping" else "ping" for sids, event, data in self.out if sid in sids
+        ]
 
 
 def interleaving(rng: random.Random, mode: str) -> list[tuple[str, str]]:
@@ -135,26 +76,28 @@ async def run(steps: list[tuple[str, str]], data: Path) -> tuple[int, int, int, 
     now = [0.0]
     settings = Settings(data_dir=data, save_debounce_seconds=3600, save_max_delay_seconds=3600)
     notifier = Inboxes()
-    writer = DebouncedWriter(Store(), debounce=3600, max_delay=3600, retry_max=1)  # type: ignore[arg-type]
-    rooms = Rooms(Store(), writer, settings, notifier, monotonic=lambda: now[0])  # type: ignore[arg-type]
+    store = MemoryStore()
+    writer = DebouncedWriter(store, debounce=3600, max_delay=3600, retry_max=1)  # type: ignore[arg-type]
+    rooms = Rooms(store, writer, settings, notifier, monotonic=lambda: now[0])  # type: ignore[arg-type]
     editing = Editing(rooms, notifier, settings)
     try:
         room = await rooms.open(ROOM, create=True)
         await editing.replace_text(room, room.main, "\n", None, merge=False)
         shown: dict[str, str] = {}
+        read: Counter[str] = Counter()  # what each has handled of its inbox
+        typed: Counter[str] = Counter()
         for n, sid in enumerate(KEYS):
             await rooms.join(sid, ROOM, sid, None, f"10.0.0.{n + 1}")
-            notifier.inbox[sid].clear()
+            read[sid] = len(notifier.inbox(sid))  # presence: not read
             shown[sid] = room.code
-        read: Counter[str] = Counter()
-        typed: Counter[str] = Counter()
 
         def handle(sid: str) -> None:
-            event, data = notifier.inbox[sid][read[sid]]
+            inbox = notifier.inbox(sid)
+            data = inbox[read[sid]]
             read[sid] += 1
-            if event == "ping":
-                notifier.answers[sid] = data
-            elif event == "codeUpdate":
+            if data == "ping":  # answered in order: its number is the count of probes so far
+                notifier.answers[sid] = inbox[: read[sid]].count("ping")
+            elif isinstance(data, dict) and "code" in data:  # a codeUpdate
                 shown[sid] = data["code"]
 
         for step, sid in steps:
@@ -163,10 +106,10 @@ async def run(steps: list[tuple[str, str]], data: Path) -> tuple[int, int, int, 
                 typed[KEYS[sid]] += 1
                 now[0] += 0.01
                 await editing.change_text(sid, ROOM, MAIN_FILE_ID, shown[sid], None)
-            elif read[sid] < len(notifier.inbox[sid]):
+            elif read[sid] < len(notifier.inbox(sid)):
                 handle(sid)
         for sid in KEYS:
-            while read[sid] < len(notifier.inbox[sid]):
+            while read[sid] < len(notifier.inbox(sid)):
                 handle(sid)
         kept = Counter(room.code)
         lost = sum(max(0, typed[k] - kept[k]) for k in KEYS.values())

@@ -115,13 +115,20 @@ class Harness:
     def process(self, sid: str, shown: str) -> str:
         """The client handles everything it received: each text replaces what it shows (an
         unchanged editor); each probe is answered. What it shows then."""
+        while self.read[sid] < len(self.notifier.inbox[sid]):
+            shown = self.handle(sid, shown)
+        return shown
+
+    def handle(self, sid: str, shown: str) -> str:
+        """The client handles the next message it received, if any: what it shows then."""
         inbox = self.notifier.inbox[sid]
-        for event, data in inbox[self.read[sid] :]:
+        if self.read[sid] < len(inbox):
+            event, data = inbox[self.read[sid]]
+            self.read[sid] += 1
             if event == "ping":
                 self.notifier.answers[sid] = data
             elif event in ("codeUpdate", "receiveCodeState") and "code" in data:
                 shown = data["code"]
-        self.read[sid] = len(inbox)
         return shown
 
     def texts_sent(self, sid: str) -> list[str]:
@@ -479,6 +486,28 @@ async def test_a_key_typed_between_a_text_and_its_probe_is_not_taken_for_another
 # -- two unchanged editors typing at one spot, every interleaving ------------------------------
 
 
+ONE_SPOT = {"alice": "Q", "bob": "Z"}  # each types one letter, over and over
+
+
+async def type_at_one_spot(
+    harness: Harness, steps: list[tuple[str, str]]
+) -> tuple[dict[str, str], Counter[str]]:
+    """Play `steps` in a room whose text is one newline: what each editor shows once it has
+    handled everything, and the keys typed."""
+    await harness.start("\n")
+    shown = {sid: await harness.join(sid) for sid in ONE_SPOT}
+    typed: Counter[str] = Counter()
+    for step, sid in steps:
+        if step == "type":
+            shown[sid] = ONE_SPOT[sid] + shown[sid]
+            typed[ONE_SPOT[sid]] += 1
+            answer = await harness.send(sid, shown[sid])
+            assert answer.version > 0
+        else:
+            shown[sid] = harness.handle(sid, shown[sid])
+    return {sid: harness.process(sid, text) for sid, text in shown.items()}, typed
+
+
 @st.composite
 def typing_at_one_spot(draw: st.DrawFn) -> list[tuple[str, str]]:
     """Steps: a client types a key at the start of its editor ("type"), or handles the next
@@ -520,29 +549,13 @@ def test_two_unchanged_editors_typing_at_one_spot_converge_whatever_the_interlea
     as well as another's) and may type between a text and the probe behind it. Whatever the
     interleaving, every change is taken and both editors end with the room's text. (Which
     keys are kept is measured by scripts/one_spot.py: not every one is, see the README.)"""
-    keys = {"alice": "Q", "bob": "Z"}
 
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             harness = Harness(Path(tmp))
             try:
-                await harness.start("\n")
-                shown = {sid: await harness.join(sid) for sid in keys}
-                for step, sid in steps:
-                    if step == "type":
-                        shown[sid] = keys[sid] + shown[sid]
-                        answer = await harness.send(sid, shown[sid])
-                        assert answer.version > 0
-                    elif harness.read[sid] < len(harness.notifier.inbox[sid]):
-                        event, data = harness.notifier.inbox[sid][harness.read[sid]]
-                        harness.read[sid] += 1
-                        if event == "ping":
-                            harness.notifier.answers[sid] = data
-                        elif event == "codeUpdate":
-                            shown[sid] = data["code"]
-                for sid in keys:
-                    shown[sid] = harness.process(sid, shown[sid])
-                assert shown == {sid: harness.text for sid in keys}, f"{steps} {shown}"
+                shown, _ = await type_at_one_spot(harness, steps)
+                assert shown == {sid: harness.text for sid in ONE_SPOT}, f"{steps} {shown}"
             finally:
                 await harness.close()
 

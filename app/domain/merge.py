@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import blake2b
+from itertools import takewhile
 
 from app.domain.ot import (
     Op,
@@ -42,6 +43,7 @@ from app.domain.ot import (
     compose,
     diff,
     edit_cost,
+    inserted,
     insertion,
     invert,
     last_insertion_end,
@@ -184,20 +186,13 @@ class TextHistory:
         it ("" otherwise, or when it is no longer kept)."""
         for entry in reversed(self._entries):
             if entry.version <= version:
-                if entry.author == author:
-                    return ""
-                return "".join(c for c in entry.op if isinstance(c, str))
+                return inserted(entry.op) if entry.author != author else ""
         return ""
 
     def typed_since(self, version: int, author: str) -> str:
-        """What `author`'s changes after `version` inserted (their ops' inserted text)."""
-        typed = []
-        for entry in reversed(self._entries):
-            if entry.version <= version:
-                break
-            if entry.author == author:
-                typed += [c for c in entry.op if isinstance(c, str)]
-        return "".join(typed)
+        """What `author`'s changes after `version` inserted, newest first."""
+        newer = takewhile(lambda e: e.version > version, reversed(self._entries))
+        return "".join(inserted(e.op) for e in newer if e.author == author)
 
     def own(self, author: str, seq: int) -> Base | None:
         """The text of the author's previous change."""

@@ -444,6 +444,11 @@ def insertion(op: Op) -> tuple[int, int] | None:
     return None if inserted is None else (at, at + len(inserted))
 
 
+def inserted(op: Op) -> str:
+    """Everything `op` inserts, in order."""
+    return "".join(c for c in op if isinstance(c, str))
+
+
 def caret_after(op: Op, caret: int | None) -> int | None:
     """Where a typist's caret (the end of what it last typed) is once `op` has been applied:
     text inserted right at it goes after it; None once the character before it is deleted

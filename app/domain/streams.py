@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from app.domain.merge import HISTORY, STREAM, Base, Rebased, TextHistory
-from app.domain.ot import Delete, Op, diff, restores, undoes
+from app.domain.ot import Delete, Op, diff, insertion, restores, undoes
 
 MAYBE = HISTORY - 1  # the rank of a text that may have been seen: below any other
 RETYPED = STREAM + 1  # such a text, when the alternative is retyping others' keys: above
@@ -156,6 +156,7 @@ class Stream:
         lost."""
         after = seen[-1].seq if seen else self.base_seq
         bases = []
+        on_anchor: Op | None = None  # the change read on the anchor (once, if needed)
         for given in [g for g in self.given if g.seq > after][:MAX_MAYBE_SEEN]:
             rank = MAYBE
             if anchor is not None:
@@ -169,7 +170,8 @@ class Stream:
                 ):
                     continue
                 if author is not None and now - given.at >= 2 * self.round_trip:
-                    typed = _retyped(anchor, diff(anchor, sent), others)
+                    on_anchor = diff(anchor, sent) if on_anchor is None else on_anchor
+                    typed = _retyped(anchor, sent, on_anchor, others)
                     if typed and typed in history.typed_by_other(given.version, author):
                         rank = RETYPED
             base = history.given(given.version, given.text, given.seq)
@@ -269,17 +271,16 @@ class Stream:
         self.versioned = versioned
 
 
-def _retyped(text: str, change: Op, others: Op) -> str:
-    """What `change` inserts when it only inserts, at one place, some of what `others`
-    inserted there (both ops on `text`; "there": where others inserted, or in what they
-    replaced right after; an insertion into a run of itself may be anywhere in the run);
-    else ""."""
-    if not change or len(change) > 2 or any(isinstance(c, Delete) for c in change):
+def _retyped(text: str, sent: str, change: Op, others: Op) -> str:
+    """What `change` (`text` -> `sent`) inserts when it only inserts, at one place, some of
+    what `others` inserted there (also on `text`; "there": where others inserted, or in what
+    they replaced right after; an insertion into a run of itself may be anywhere in the
+    run); else ""."""
+    span = insertion(change)
+    if span is None:
         return ""
-    at, typed = (0, change[0]) if len(change) == 1 else change
-    if not isinstance(at, int) or not isinstance(typed, str):
-        return ""
-    size = len(typed)
+    at, end = span
+    typed, size = sent[at:end], end - at
     first = last = at
     while first >= size and text[first - size : first] == typed:
         first -= size
