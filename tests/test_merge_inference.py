@@ -487,6 +487,7 @@ async def test_a_key_typed_between_a_text_and_its_probe_is_not_taken_for_another
 
 
 ONE_SPOT = {"alice": "Q", "bob": "Z"}  # each types one letter, over and over
+ONE_SPOT_BY_INITIAL = {sid[0]: sid for sid in ONE_SPOT}
 
 
 async def type_at_one_spot(
@@ -560,3 +561,29 @@ def test_two_unchanged_editors_typing_at_one_spot_converge_whatever_the_interlea
                 await harness.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        pytest.param(  # Bob's key goes in a run of Alice's: "QQ" is "Q" + Q at 0 or at 1
+            "A A b b B b B",
+            id="a-key-in-a-run-of-the-others-letter",
+        ),
+        pytest.param(  # Bob handles, after two changes of his own, a text that crossed them
+            "A B b B b B b B",
+            id="a-text-that-crossed-its-own-changes-shown-after-them",
+        ),
+    ],
+)
+async def test_two_unchanged_editors_at_one_spot_keep_every_key(
+    harness: Harness, steps: str
+) -> None:
+    """Interleavings that once lost a key and doubled another (found by scripts/one_spot.py).
+    Steps: "A" Alice types her letter, "a" she handles her next message; "B", "b" Bob."""
+    played = [
+        ("type" if s.isupper() else "handle", ONE_SPOT_BY_INITIAL[s.lower()]) for s in steps.split()
+    ]
+    shown, typed = await type_at_one_spot(harness, played)
+    assert Counter(harness.text) == typed + Counter("\n"), harness.text
+    assert shown == {sid: harness.text for sid in ONE_SPOT}
