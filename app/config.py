@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     slow_client_seconds: float = Field(
         default=10.0, gt=0, description="a client slow this long is disconnected"
     )
+    ping_interval_seconds: int = Field(
+        default=25, ge=1, description="Engine.IO heartbeat: a PING this long after each PONG"
+    )
+    ping_timeout_seconds: int = Field(
+        default=20, ge=1, description="a client that has not answered a PING this long is gone"
+    )
     try_page: bool = Field(default=True, description="serve the try-it page at /")
     stats_interval_seconds: float = Field(
         default=60.0, ge=0, description="log a one-line summary this often (0: never)"

@@ -99,6 +99,8 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
         client_manager=manager,
         cors_allowed_origins=check,
         max_http_buffer_size=settings.max_message_bytes,
+        ping_interval=settings.ping_interval_seconds,
+        ping_timeout=settings.ping_timeout_seconds,
         json=OrjsonPackets,
     )
     # A browser's long-polling POST carries every packet queued since the last one (a typist
@@ -255,6 +257,7 @@ def create_app(settings: Settings, store: SessionStore | None = None) -> web.App
     sio.attach(app)
     instrument_admin_ui(app, sio, settings)
     answer_polls_on_close(sio.eio)  # after instrument(), which sets a handler of its own
+    manager.keep_alive(sio.eio)
     store_seconds = store_histogram()
     timed = TimedStore(store, store_seconds)  # what the domain uses: every operation timed
     writer = DebouncedWriter(

@@ -177,6 +177,41 @@ async def test_websocket_and_polling_recipients_get_the_same_messages_in_order(
         assert manager.written > 0 and manager.queued > 0  # both paths were taken
 
 
+async def test_the_heartbeat_keeps_clients_that_answer_and_drops_one_that_does_not(
+    tmp_path: Path,
+) -> None:
+    """Engine.IO's PINGs (a timer per socket) go on reaching WebSocket and long-polling
+    clients, which stay connected (the Python client disconnects itself when no PING comes
+    within pingInterval + pingTimeout); a client that stops answering is disconnected at
+    its ping timeout, and the others are told it left."""
+    settings = fast_settings(
+        tmp_path, ping_interval_seconds=1, ping_timeout_seconds=1, reconnect_grace_seconds=0.2
+    )
+    async with running_server(settings) as server:
+        polling = Client(transports=["polling"])
+        await polling.connect(server.url)
+        silent = StalledClient()
+        try:
+            async with clients(server.url, 1) as (websocket,):
+                await websocket.join(ROOM, "Websocket")
+                await polling.join(ROOM, "Polling")
+                await silent.join(server.url, ROOM, "Silent")
+                left = await websocket.next("userLeft", within=6)
+                assert left["userName"] == "Silent"
+                await asyncio.sleep(3.5)  # three more heartbeats
+                assert websocket.sio.connected and polling.sio.connected
+                manager = server.app[SIO_KEY].manager
+                for client in (websocket, polling):
+                    eio_sid = manager.eio_sid_from_sid(client.sid, "/")
+                    assert manager.receipts[eio_sid].sent >= 4  # every PING counted
+                await websocket.emit("chatMessage", {"roomId": ROOM, "message": "still here"})
+                assert (await received_all(polling, 1)) == ["still here"]
+                assert [u["userName"] for u in polling.events["userLeft"]] == ["Silent"]
+        finally:
+            silent.close()
+            await polling.close()
+
+
 async def test_a_broadcast_during_shutdown_loses_nothing_acknowledged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

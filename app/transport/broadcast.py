@@ -37,6 +37,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import socketio
@@ -382,18 +383,14 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
             self.deliver(self._packet(event, args, key), eio_sids)
 
     def track(self, sid: str) -> None:
-        """Count the PINGs a socket is sent (Engine.IO's own included) and its PONGs."""
+        """Count a socket's PONGs and stamp its events (the PINGs it is sent are counted
+        where they are sent: `probe` and the heartbeat's `_ping`)."""
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
         socket = self.server.eio.sockets.get(eio_sid) if eio_sid is not None else None
         if socket is None or eio_sid in self.receipts:
             return
         receipts = self.receipts[eio_sid] = Receipts()
-        send, receive = socket.send, socket.receive
-
-        async def counted_send(pkt: Any) -> None:
-            if pkt.packet_type == eio_packet.PING:
-                receipts.sent += 1
-            await send(pkt)
+        receive = socket.receive
 
         async def counted_receive(pkt: Any) -> None:
             if pkt.packet_type == eio_packet.PONG:
@@ -404,7 +401,37 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
                 receipts.stamps.append((receipts.answered, time.monotonic()))
             await receive(pkt)
 
-        socket.send, socket.receive = counted_send, counted_receive
+        socket.receive = counted_receive
+
+    def keep_alive(self, eio: Any) -> None:
+        """Engine.IO's heartbeat by a timer per socket: python-engineio waits out the interval
+        between a PONG and the next PING in a task of its own (a task, its coroutine, a
+        future and a timer: about 1 KB held by every idle connection). The PING goes out
+        like a probe (in order with what was sent before, and counted in the socket's
+        receipts); the ping timeout is checked as before, by python-engineio's service task."""
+        handler = eio.handlers["connect"]
+
+        async def connect(eio_sid: str, *args: Any) -> Any:
+            socket = eio.sockets.get(eio_sid)
+            if socket is not None:  # before python-engineio schedules the first PING
+                socket.schedule_ping = partial(self._schedule_ping, socket)
+            return await handler(eio_sid, *args)
+
+        eio.handlers["connect"] = connect
+
+    def _schedule_ping(self, socket: Any) -> None:
+        if socket.last_ping:  # the last PING was answered (python-engineio's rule)
+            socket.last_ping = None
+            asyncio.get_running_loop().call_later(socket.server.ping_interval, self._ping, socket)
+
+    def _ping(self, socket: Any) -> None:
+        if socket.closing or socket.closed:
+            return
+        socket.last_ping = time.time()
+        receipts = self.receipts.get(socket.sid)
+        if receipts is not None:
+            receipts.sent += 1
+        self.deliver(self._probe, (socket.sid,))
 
     def forget(self, sid: str) -> None:
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)

@@ -47,6 +47,20 @@ TEMPORARY_REASONS = ("ping timeout", "transport close", "transport error", SLOW_
 ARRIVAL: ContextVar[tuple[int, float] | None] = ContextVar("arrival", default=None)
 
 
+# What a connection's environ keeps once it has connected (what the Admin UI shows of it).
+ENVIRON_KEPT = ("REMOTE_ADDR", "HTTP_USER_AGENT")
+
+
+def _slim(environ: dict[str, Any]) -> None:
+    """python-socketio keeps a connection's environ (every header, and the aiohttp request
+    it came in: a long-polling client's first request) for as long as it stays connected;
+    nothing reads it after the connect. Emptied in place (the Engine.IO handlers that are
+    still running share the dict), it keeps only `ENVIRON_KEPT`."""
+    kept = {key: environ[key] for key in ENVIRON_KEPT if key in environ}
+    environ.clear()
+    environ.update(kept)
+
+
 def _offset_from_auth(auth: object) -> m.ReconnectOffset | None:
     if not isinstance(auth, dict):
         return None
@@ -207,6 +221,7 @@ class SocketEvents:
         offset = _offset_from_auth(auth)
         if offset is not None:
             self.offsets[sid] = offset
+        _slim(environ)
 
     async def _identify(self, environ: dict[str, Any], auth: object) -> Identity | None:
         """Who the socket is: its token, from `auth` ({token}) or the query (?token=).
