@@ -37,7 +37,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable
-from functools import partial
+from types import MethodType
 from typing import Any
 
 import socketio
@@ -404,25 +404,41 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         socket.receive = counted_receive
 
     def keep_alive(self, eio: Any) -> None:
-        """Engine.IO's heartbeat by a timer per socket: python-engineio waits out the interval
-        between a PONG and the next PING in a task of its own (a task, its coroutine, a
-        future and a timer: about 1 KB held by every idle connection). The PING goes out
-        like a probe (in order with what was sent before, and counted in the socket's
-        receipts); the ping timeout is checked as before, by python-engineio's service task."""
+        """Engine.IO's heartbeat from one queue of PINGs due: python-engineio waits out the
+        interval between a PONG and the next PING in a task per socket (a task, its
+        coroutine, a future and a timer: about 1 KB held by every idle connection). Every
+        socket waits the same interval, so PINGs fall due in the order they are scheduled:
+        one timer, for the first of them. A PING goes out like a probe (in order with what
+        was sent before, and counted in the socket's receipts); the ping timeout is checked
+        as before, by python-engineio's service task."""
         handler = eio.handlers["connect"]
+        due: deque[tuple[float, Any]] = deque()  # (when, Engine.IO socket)
+        timer: asyncio.TimerHandle | None = None
+
+        def schedule_ping(socket: Any) -> None:  # bound to each socket as its own
+            nonlocal timer
+            if socket.last_ping:  # the last PING was answered (python-engineio's rule)
+                socket.last_ping = None
+                loop = asyncio.get_running_loop()
+                due.append((loop.time() + eio.ping_interval, socket))
+                if timer is None:
+                    timer = loop.call_at(due[0][0], ping_due)
+
+        def ping_due() -> None:
+            nonlocal timer
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            while due and due[0][0] <= now:
+                self._ping(due.popleft()[1])
+            timer = loop.call_at(due[0][0], ping_due) if due else None
 
         async def connect(eio_sid: str, *args: Any) -> Any:
             socket = eio.sockets.get(eio_sid)
             if socket is not None:  # before python-engineio schedules the first PING
-                socket.schedule_ping = partial(self._schedule_ping, socket)
+                socket.schedule_ping = MethodType(schedule_ping, socket)
             return await handler(eio_sid, *args)
 
         eio.handlers["connect"] = connect
-
-    def _schedule_ping(self, socket: Any) -> None:
-        if socket.last_ping:  # the last PING was answered (python-engineio's rule)
-            socket.last_ping = None
-            asyncio.get_running_loop().call_later(socket.server.ping_interval, self._ping, socket)
 
     def _ping(self, socket: Any) -> None:
         if socket.closing or socket.closed:
