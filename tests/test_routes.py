@@ -75,8 +75,10 @@ async def create(
     return result
 
 
-async def get_session(server: RunningServer, room_id: str, query: str = "") -> dict[str, Any]:
-    status, body = await server.http("GET", f"/api/sessions/{room_id}{query}")
+async def get_session(
+    server: RunningServer, room_id: str, query: str = "", process: int | None = None
+) -> dict[str, Any]:
+    status, body = await server.http("GET", f"/api/sessions/{room_id}{query}", process=process)
     assert status == 200, body
     session: dict[str, Any] = body["session"]
     return session
@@ -289,15 +291,51 @@ async def test_update_changes_code_language_and_participants(server: RunningServ
 
 async def test_update_with_an_empty_body_only_touches_the_session(server: RunningServer) -> None:
     await create(server, "TOUCH", code="same")
-    before = await get_session(server, "TOUCH")
+    before = await get_session(server, "TOUCH", process=0)
     await asyncio.sleep(0.002)
 
-    status, body = await server.http("POST", "/api/sessions/TOUCH/update", json={})
+    status, body = await server.http("POST", "/api/sessions/TOUCH/update", process=0, json={})
 
     assert status == 200, body
-    after = await get_session(server, "TOUCH")
+    after = await get_session(server, "TOUCH", process=0)  # (the process that was told)
     assert after["code"] == "same"
     assert when(after["lastActivity"]) > when(before["lastActivity"])
+
+
+async def test_an_auto_save_of_what_the_room_holds_writes_nothing_until_the_touch_is_due(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open editor auto-saves about once a second, changed or not: a save that changes
+    nothing writes nothing and tells nobody (`sessionSaved`); the touch it makes is
+    written with the next change, or once the last written is a minute old."""
+    await create(server, "IDLE", code="same", language="python")
+    async with member_of(server, "IDLE") as ann:
+        await ann.quiet(0.5)  # the join's own write
+        saved = len(ann.events["sessionSaved"])
+        for _ in range(5):
+            status, body = await server.http(
+                "POST",
+                "/api/sessions/IDLE/update",
+                json={
+                    "code": "same",
+                    "language": "python",
+                    "participants": [{"userId": "user-ann"}],
+                },
+            )
+            assert status == 200, body
+        await ann.quiet(0.5)
+        assert len(ann.events["sessionSaved"]) == saved
+
+        monkeypatch.setattr("app.domain.room.ACTIVITY_WRITE_INTERVAL", timedelta(0))
+        processes = range(len(server.urls))
+        stamps = [(await get_session(server, "IDLE", process=p))["lastActivity"] for p in processes]
+        before = max(when(stamp) for stamp in stamps)
+        status, _ = await server.http("POST", "/api/sessions/IDLE/update", json={"code": "same"})
+        assert status == 200
+        await ann.next("sessionSaved", saved + 1)  # the touch, written
+        for process in processes:  # every process reads it
+            after = await get_session(server, "IDLE", process=process)
+            assert when(after["lastActivity"]) > before
 
 
 async def test_update_of_a_missing_session_answers_404(server: RunningServer) -> None:

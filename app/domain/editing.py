@@ -746,7 +746,15 @@ class Editing:
     async def add_participants(
         self, room: Room, participants: list[tuple[str | None, str]]
     ) -> None:
+        """List the newcomers among `participants` and touch the session. When nobody is new,
+        the touch is written only when due (`Room.activity_due`): an editor's auto-save of
+        the text the room holds, about once a second per open tab, then writes nothing and
+        tells nobody."""
         async with room.lock:
+            now = self.rooms.now(room)
+            if not room.newcomers(participants) and not room.activity_due(now):
+                room.note_activity(now)
+                return
             entry = {"k": "people", "p": participants}
             await self.rooms.order(room, entry, versioned=False)
             room.add_participants(participants, self.rooms.now(room))

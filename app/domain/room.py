@@ -11,7 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.clock import utc_now
@@ -36,6 +36,8 @@ from app.storage.records import (
 
 MAX_PARTICIPANTS = 500
 MAX_REPLACED_LANGUAGES = 8  # replaced languages remembered per room
+# An activity alone (nothing else changed) is written at most this often (see note_activity).
+ACTIVITY_WRITE_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass(eq=False)
@@ -168,6 +170,7 @@ class Room:
         self.stamp: datetime | None = None
         self.last_activity = record.last_activity
         self.expires_at = record.expires_at
+        self.activity_marked = record.last_activity  # the last activity counted as a change
         self.participants = {_participant_key(p.user_id, p.name): p for p in record.participants}
         self.history = RoomHistory(self.room_id, lambda: self.stamp or utc_now())
         self.docs: dict[str, Document] = {}
@@ -281,9 +284,26 @@ class Room:
         return (doc for doc in self.docs.values() if doc.listed)
 
     def touch(self, now: datetime) -> None:
+        self.note_activity(now)
+        self.activity_marked = now
+        self.changes += 1
+
+    def note_activity(self, now: datetime) -> None:
+        """The session was used and nothing in it changed (an open editor auto-saves the text
+        the room holds about once a second): kept in memory, written with the next change."""
         self.last_activity = now
         self.expires_at = now + self.settings.ttl
-        self.changes += 1
+
+    def activity_due(self, now: datetime) -> bool:
+        """Whether an activity alone is to be written: the last written is a while ago."""
+        return now - self.activity_marked >= ACTIVITY_WRITE_INTERVAL
+
+    def newcomers(self, participants: list[tuple[str | None, str]]) -> bool:
+        """Whether adding `participants` would list anyone new."""
+        return len(self.participants) < MAX_PARTICIPANTS and any(
+            _participant_key(user_id, name) not in self.participants
+            for user_id, name in participants
+        )
 
     def next_seq(self) -> int:
         self.seq += 1

@@ -254,7 +254,7 @@ class Sessions:
             else:  # a file the room does not list (an editor's auto-save of a file it only
                 code = None  # opened locally): its text is not the main text's, left alone
         await self.editing.replace_text(room, doc, code, language)
-        await self.editing.add_participants(room, participants)  # touches the session anyway
+        await self.editing.add_participants(room, participants)  # touches the session
         await self.rooms.persist(room)
 
     # -- files -------------------------------------------------------------------------------
