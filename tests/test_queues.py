@@ -56,3 +56,21 @@ async def test_join_waits_until_every_packet_is_done() -> None:
     await asyncio.wait_for(joined, 1)
     with pytest.raises(ValueError):
         queue.task_done()
+
+
+def test_a_writer_on_demand_is_called_for_every_packet_and_idle_only_when_done() -> None:
+    """A WebSocket that opened as one writes its queue with a task started on demand
+    (`on_put`), not a reader that waits: it counts as an idle writer (direct writes may go
+    ahead of the queue) only while nothing is queued and it is not writing."""
+    queue = PacketQueue()
+    calls: list[int] = []
+    queue.on_put = lambda: calls.append(queue.qsize())
+    assert queue.reader_waiting  # nothing queued, nobody writing
+    queue.put_nowait("a")
+    queue.put_nowait("b")
+    assert calls == [1, 2] and not queue.reader_waiting
+    queue.busy = True  # the writer takes both, and is writing the last
+    assert [queue.get_nowait(), queue.get_nowait()] == ["a", "b"]
+    assert not queue.reader_waiting
+    queue.busy = False
+    assert queue.reader_waiting

@@ -80,6 +80,15 @@ class StalledClient:
             return await self._read()
         return data.decode()
 
+    async def chat(self, count: int) -> list[str]:
+        """Read until `count` chat messages have come; their texts, in order."""
+        texts: list[str] = []
+        while len(texts) < count:
+            frame = await self._read()
+            if frame.startswith('42["newMessage"'):
+                texts.append(json.loads(frame[2:])[1]["message"]["message"])
+        return texts
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.transport.abort()
@@ -127,6 +136,34 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everyth
             assert (await received_all(reader, len(sent) + 1))[-1] == "after"
         finally:
             stalled.close()
+
+
+async def test_a_reader_that_pauses_gets_everything_in_order_and_its_writer_task_ends(
+    tmp_path: Path,
+) -> None:
+    """A connection's writer is a task only while packets wait in its queue (a reader that
+    stopped reading for a while): it writes them in order once the reader reads again, then
+    ends; an idle connection holds none."""
+    settings = fast_settings(tmp_path, max_chat_length=20_000, **CHAT)
+    async with running_server(settings) as server, clients(server.url, 1) as (talker,):
+        await talker.join(ROOM, "Talker")
+        paused = StalledClient()
+        await paused.join(server.url, ROOM, "Paused")
+        try:
+            manager = server.app[SIO_KEY].manager
+            sent = [f"{i:03d} " + "x" * 19_000 for i in range(400)]  # 7.6 MB
+            for text in sent:
+                await talker.emit("chatMessage", {"roomId": ROOM, "message": text})
+            async with asyncio.timeout(WAIT):
+                while manager.queued == 0:  # its socket buffer is full: packets queue
+                    await talker.quiet(0.05)
+            assert [ws.writer is not None for ws in manager.websockets.values()].count(True) == 1
+            assert await paused.chat(len(sent)) == sent  # it reads again: all, in order
+            async with asyncio.timeout(WAIT):
+                while any(ws.writer is not None for ws in manager.websockets.values()):
+                    await talker.quiet(0.05)
+        finally:
+            paused.close()
 
 
 async def test_a_recipient_gone_mid_broadcast_costs_the_others_nothing(

@@ -144,9 +144,15 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         """Engine.IO's WebSocket loop for a connection that opened as a WebSocket, without
         Engine.IO's `wait_for` around every read and every queue wait (a task and a timer
         each, per message, and two tasks held by every idle connection). Dead clients are
-        found as before by Engine.IO's ping check, whose close ends the writer below."""
+        found as before by Engine.IO's ping check, whose close ends the writer below. The
+        writer is a task only while packets wait for it (an idle connection holds none)."""
         socket.connected = socket.upgraded = True
-        writer = asyncio.ensure_future(self._write_queued(socket))
+        self.socket = socket
+        self.writer: asyncio.Future[None] | None = None
+        queue = socket.queue
+        queue.on_put = self._start_writer
+        if not queue.empty():  # Engine.IO's OPEN packet
+            self._start_writer()
         limit = socket.server.max_http_buffer_size
         try:
             while True:
@@ -177,35 +183,52 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                 # between two of them (a flooding client must not starve the loop).
                 await asyncio.sleep(0)
         finally:
-            socket.queue.put_nowait(None)  # the writer ends once it has written the rest
+            queue.put_nowait(None)  # the writer ends once it has written the rest
             # aiohttp cancels this handler when the client's connection is gone: the
             # socket's close (its disconnect handlers) still runs, to the end.
-            closing = asyncio.ensure_future(self._close(socket, writer))
+            closing = asyncio.ensure_future(self._close(socket, self.writer))
             self.closing.add(closing)
             closing.add_done_callback(self.closing.discard)
             await asyncio.shield(closing)
 
     @staticmethod
-    async def _close(socket: Any, writer: asyncio.Future[None]) -> None:
-        await writer
+    async def _close(socket: Any, writer: asyncio.Future[None] | None) -> None:
+        if writer is not None:
+            await writer
         await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_CLOSE)
 
+    def _start_writer(self) -> None:
+        """A packet was queued: a writer unless one is writing already."""
+        queue = self.socket.queue
+        if not queue.busy:
+            queue.busy = True
+            self.writer = asyncio.ensure_future(self._write_queued(self.socket))
+
     async def _write_queued(self, socket: Any) -> None:
-        """Write what is queued for the socket, in order, until it closes."""
+        """Write what is queued for the socket, in order, until the queue is empty (the
+        writer ends; the next packet queued starts another) or the socket closes."""
         queue = socket.queue
+        finished = False
         try:
-            while True:
-                pkt = await queue.get()
+            while not queue.empty():
+                pkt = queue.get_nowait()
                 queue.task_done()
                 if pkt is None:
+                    finished = True
                     break
                 await self.send(pkt.encode())
                 if pkt.packet_type == eio_packet.CLOSE:  # e.g. after a ping timeout
+                    finished = True
                     break
         except Exception:  # the connection broke: the reader ends too
-            pass
+            finished = True
         finally:
-            await self._sock.close()
+            if finished:  # nothing more is written: what is queued from now on stays
+                queue.on_put = None
+                await self._sock.close()
+            else:
+                queue.busy = False
+                self.writer = None
 
     async def send(self, message: str | bytes) -> None:
         """Called by the Engine.IO writer task for every queued packet."""

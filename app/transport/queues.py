@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 
 class PacketQueue:
-    __slots__ = ("_getters", "_joiners", "_queue", "_unfinished")
+    __slots__ = ("_getters", "_joiners", "_queue", "_unfinished", "busy", "on_put")
 
     def __init__(self) -> None:
         self._queue: deque[Any] | None = None
         self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
+        # A writer started on demand instead of a reader that waits: `on_put` is called
+        # after every put; `busy` while it has packets taken and not written.
+        self.on_put: Callable[[], None] | None = None
+        self.busy = False
 
     @property
     def reader_waiting(self) -> bool:
-        """A reader waits for a packet: nothing is queued, and nothing taken is unwritten."""
+        """A reader waits for a packet (or would be started for one): nothing is queued,
+        and nothing taken is unwritten."""
+        if self.on_put is not None:
+            return not self.busy and self._queue is None
         return self._getters is not None
 
     @property
@@ -51,6 +59,8 @@ class PacketQueue:
         self._queue.append(item)
         self._unfinished += 1
         self._wake_getter()
+        if self.on_put is not None:
+            self.on_put()
 
     async def put(self, item: Any) -> None:
         self.put_nowait(item)
