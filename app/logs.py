@@ -7,7 +7,7 @@ event (and what the event's tasks log), each room's writer for its room."""
 from __future__ import annotations
 
 import logging
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 import orjson
@@ -16,9 +16,10 @@ ABOUT: ContextVar[dict[str, str] | None] = ContextVar("log_about", default=None)
 FIELDS = ("room", "sid", "user")
 
 
-def about(**who: str | None) -> None:
-    """Lines logged from here on (in this task and the tasks it starts) are about `who`."""
-    ABOUT.set({key: value for key, value in who.items() if value is not None} or None)
+def about(**who: str | None) -> Token[dict[str, str] | None]:
+    """Lines logged from here on (in this task and the tasks it starts) are about `who`
+    (until `ABOUT.reset` with the token answered)."""
+    return ABOUT.set({key: value for key, value in who.items() if value is not None} or None)
 
 
 class _About(logging.Filter):

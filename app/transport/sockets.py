@@ -133,6 +133,8 @@ class SocketEvents:
             ARRIVAL.set(self.notifier.manager.arrival(sid))  # first: in arrival order
             self.received[name] += 1
             throttle = self.throttles.get(sid)
+            if throttle is None and sid in self.addresses:  # its first event: made now
+                throttle = self.throttles[sid] = self.guard.throttle()
             if throttle is not None:
                 verdict = await throttle.admit(event.family)
                 if verdict is not Verdict.ALLOW:
@@ -199,7 +201,15 @@ class SocketEvents:
     # -- connections -----------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
-        logs.about(sid=sid)
+        # It runs in the task that serves the connection for as long as it stays open: what
+        # it logs is about the socket, what that task logs later is not (nor kept by it).
+        token = logs.about(sid=sid)
+        try:
+            await self._connect(sid, environ, auth)
+        finally:
+            logs.ABOUT.reset(token)
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
         who = await self._identify(environ, auth) if self.gate.enforced else None
         request = environ.get("aiohttp.request")
         address = self.guard.address_of(request)
@@ -210,7 +220,6 @@ class SocketEvents:
         arrived = environ.get(ARRIVED)
         if isinstance(arrived, float):
             self.round_trips[sid] = max(0.0, time.monotonic() - arrived)
-        self.throttles[sid] = self.guard.throttle()
         self.notifier.manager.track(sid)
         if who is not None:
             self._hold(sid, who)
