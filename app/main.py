@@ -39,7 +39,7 @@ from app.domain.versions import Versions
 from app.domain.writer import DebouncedWriter
 from app.storage import SessionStore, StoreError, open_store, store_url
 from app.storage.timed import TimedStore, store_histogram
-from app.transport.broadcast import BroadcastManager, direct_websocket
+from app.transport.broadcast import BroadcastManager, direct_websocket, engineio_routes
 from app.transport.http import try_page
 from app.transport.http.metrics import MetricsRoute, Sources, StatsLine
 from app.transport.http.middleware import (
@@ -111,6 +111,7 @@ def create_socketio(settings: Settings, manager: BroadcastManager) -> socketio.A
     drivers["translate_request"] = whole_bodies(drivers["translate_request"])
     if not settings.websocket_compression:
         drivers["websocket"] = direct_websocket(manager, settings.max_message_bytes)
+        drivers["create_route"] = engineio_routes
     sio.eio._async = drivers
     sio.eio.create_queue = PacketQueue  # every socket's packets, without asyncio.Queue's weight
     return sio

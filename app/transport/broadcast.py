@@ -36,11 +36,12 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import MethodType
 from typing import Any
 
 import socketio
+from aiohttp import web
 from aiohttp.web import WebSocketResponse
 from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
@@ -114,7 +115,7 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
 
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.max_message_bytes, compress=False)
+        self._sock = OpenedWebSocket(max_msg_size=self.max_message_bytes, compress=False)
         owner = getattr(self.handler, "__self__", None)  # the Engine.IO socket
         try:
             await self._sock.prepare(request)
@@ -122,23 +123,33 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             if owner is not None:  # Engine.IO socket goes now, not at its ping timeout
                 await owner.close(wait=False, abort=True)
             return self._sock  # aiohttp ignores a client that went away
-        self.environ = environ
         self.transport: asyncio.Transport | None = request.transport
         self.sending = False
         # The handler is the Engine.IO socket's bound _websocket_handler.
         sid = getattr(owner, "sid", None)
         if isinstance(sid, str):
             self.registry[sid] = self
+        if owner is not None and not owner.connected:
+            # A WebSocket from the start: its loop runs once python-engineio's calls that
+            # led here have returned (see `engineio_routes`).
+            self.socket = owner
+            self._sock.serve = self.serve
+            return self._sock
+        self.environ = environ
+        await self._registered(sid, self.handler(self))  # an upgrade from polling
+        return self._sock
+
+    async def serve(self) -> None:
+        """The loop of a connection that opened as a WebSocket, until it closes."""
+        await self._registered(self.socket.sid, self._serve(self.socket))
+
+    async def _registered(self, sid: object, loop: Awaitable[None]) -> None:
         try:
-            if owner is not None and not owner.connected:
-                await self._serve(owner)  # a WebSocket from the start
-            else:
-                await self.handler(self)  # an upgrade from polling: Engine.IO's own
+            await loop
         finally:
             self.transport = None
             if isinstance(sid, str) and self.registry.get(sid) is self:
                 del self.registry[sid]
-        return self._sock
 
     async def _serve(self, socket: Any) -> None:
         """Engine.IO's WebSocket loop for a connection that opened as a WebSocket, without
@@ -172,7 +183,11 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                     await asyncio.sleep(0)
                     continue
                 try:
-                    await socket.receive(eio_packet.Packet(encoded_packet=data))
+                    pkt = eio_packet.Packet(encoded_packet=data)
+                    receipts = self.receipts.get(socket.sid)
+                    if receipts is not None:
+                        receipts.received(pkt)
+                    await socket.receive(pkt)
                 except engineio_exceptions.UnknownPacketError:
                     pass
                 except engineio_exceptions.SocketIsClosedError:
@@ -196,6 +211,9 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         if writer is not None:
             await writer
         await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_CLOSE)
+        sockets = socket.server.sockets
+        if socket.closed and sockets.get(socket.sid) is socket:
+            del sockets[socket.sid]  # (what python-engineio does once its loop has ended)
 
     def _start_writer(self) -> None:
         """A packet was queued: a writer unless one is writing already."""
@@ -268,6 +286,31 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             transport.writelines(pending)
 
 
+class OpenedWebSocket(WebSocketResponse):
+    """The WebSocket of a connection that opened as one: `serve` (set until it has run) is
+    its Engine.IO loop, run by the route once python-engineio's calls that led to the
+    handshake have returned (each would hold a frame, with the request's query and
+    environ, for as long as the connection stays open: about 2 KB)."""
+
+    serve: Callable[[], Awaitable[None]] | None = None
+
+
+def engineio_routes(app: web.Application, engineio_server: Any, endpoint: str) -> None:
+    """python-engineio's routes (its aiohttp driver's `create_route`), with the loop of an
+    `OpenedWebSocket` run after python-engineio has answered the request."""
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await engineio_server.handle_request(request)
+        if isinstance(response, OpenedWebSocket) and response.serve is not None:
+            serve, response.serve = response.serve, None
+            await serve()
+        return response
+
+    app.router.add_get(endpoint, get)
+    app.router.add_post(endpoint, engineio_server.handle_request)
+    app.router.add_route("OPTIONS", endpoint, engineio_server.handle_request)
+
+
 class Corks:
     """The WebSockets written to directly in this turn of the event loop. A recipient of a
     text gets a probe right behind it, and a busy room sends several events per turn: each
@@ -322,6 +365,15 @@ class Receipts:
         # handler runs later, in a task of its own, maybe after PONGs that came behind it).
         # (made on the first event: most connections are idle)
         self.stamps: deque[tuple[int, float]] | None = None
+
+    def received(self, pkt: Any) -> None:
+        """Count a PONG; stamp an event."""
+        if pkt.packet_type == eio_packet.PONG:
+            self.answered += 1
+        elif pkt.packet_type == eio_packet.MESSAGE and str(pkt.data)[:1] in SIO_EVENTS:
+            if self.stamps is None:
+                self.stamps = deque(maxlen=MAX_STAMPS)
+            self.stamps.append((self.answered, time.monotonic()))
 
 
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
@@ -413,15 +465,13 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         if socket is None or eio_sid in self.receipts:
             return
         receipts = self.receipts[eio_sid] = Receipts()
+        ws = self.websockets.get(eio_sid)
+        if ws is not None and getattr(ws, "socket", None) is socket:
+            return  # its loop (DirectWebSocket._serve) tells the receipts itself
         receive = socket.receive
 
         async def counted_receive(pkt: Any) -> None:
-            if pkt.packet_type == eio_packet.PONG:
-                receipts.answered += 1
-            elif pkt.packet_type == eio_packet.MESSAGE and str(pkt.data)[:1] in SIO_EVENTS:
-                if receipts.stamps is None:
-                    receipts.stamps = deque(maxlen=MAX_STAMPS)
-                receipts.stamps.append((receipts.answered, time.monotonic()))
+            receipts.received(pkt)
             await receive(pkt)
 
         socket.receive = counted_receive
