@@ -214,15 +214,20 @@ async def test_websocket_and_polling_recipients_get_the_same_messages_in_order(
         assert manager.written > 0 and manager.queued > 0  # both paths were taken
 
 
+@pytest.mark.parametrize("compression", [False, True], ids=["direct", "compressed"])
 async def test_the_heartbeat_keeps_clients_that_answer_and_drops_one_that_does_not(
-    tmp_path: Path,
+    tmp_path: Path, compression: bool
 ) -> None:
     """Engine.IO's PINGs (a timer per socket) go on reaching WebSocket and long-polling
     clients, which stay connected (the Python client disconnects itself when no PING comes
     within pingInterval + pingTimeout); a client that stops answering is disconnected at
     its ping timeout, and the others are told it left."""
     settings = fast_settings(
-        tmp_path, ping_interval_seconds=1, ping_timeout_seconds=1, reconnect_grace_seconds=0.2
+        tmp_path,
+        ping_interval_seconds=1,
+        ping_timeout_seconds=1,
+        reconnect_grace_seconds=0.2,
+        websocket_compression=compression,  # python-engineio's own WebSocket loop
     )
     async with running_server(settings) as server:
         polling = Client(transports=["polling"])
