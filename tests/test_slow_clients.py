@@ -144,20 +144,26 @@ async def test_a_reader_that_pauses_gets_everything_in_order_and_its_writer_task
     """A connection's writer is a task only while packets wait in its queue (a reader that
     stopped reading for a while): it writes them in order once the reader reads again, then
     ends; an idle connection holds none."""
-    settings = fast_settings(tmp_path, max_chat_length=20_000, **CHAT)
+    settings = fast_settings(tmp_path, **CHAT)
     async with running_server(settings) as server, clients(server.url, 1) as (talker,):
         await talker.join(ROOM, "Talker")
         paused = StalledClient()
         await paused.join(server.url, ROOM, "Paused")
         try:
             manager = server.app[SIO_KEY].manager
-            sent = [f"{i:03d} " + "x" * 19_000 for i in range(400)]  # 7.6 MB
+            before = manager.queued
+            for i in range(12):  # texts of 500 KB fill the kernel's buffers towards it
+                code = f"code {i}\n" + "y" * 500_000
+                await talker.call("codeChange", {"roomId": ROOM, "code": code})
+            sent = [f"{i:03d} " + "x" * 2000 for i in range(300)]
             for text in sent:
                 await talker.emit("chatMessage", {"roomId": ROOM, "message": text})
-            async with asyncio.timeout(WAIT):
-                while manager.queued == 0:  # its socket buffer is full: packets queue
+            async with asyncio.timeout(WAIT * 2):
+                # Its socket buffer is full: packets queue, and its writer waits to write them.
+                while manager.queued == before or not any(
+                    ws.writer is not None for ws in manager.websockets.values()
+                ):
                     await talker.quiet(0.05)
-            assert [ws.writer is not None for ws in manager.websockets.values()].count(True) == 1
             assert await paused.chat(len(sent)) == sent  # it reads again: all, in order
             async with asyncio.timeout(WAIT):
                 while any(ws.writer is not None for ws in manager.websockets.values()):
