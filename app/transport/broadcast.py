@@ -26,7 +26,9 @@ stays behind anyway (`slow_queue` packets waiting for `slow_seconds`) is disconn
 Only WebSocket connections made through `direct_websocket` (permessage-deflate off) take
 the direct path; long-polling clients and compressed WebSockets always use the queue. A
 connection that opens as a WebSocket also runs `DirectWebSocket._serve`, a leaner Engine.IO
-loop; one upgraded from long-polling keeps python-engineio's.
+loop, from the route (`engineio_routes`) once python-engineio has answered its handshake,
+with a writer task only while packets wait; one upgraded from long-polling keeps
+python-engineio's loop. Every socket's heartbeat PINGs come from one timer (`keep_alive`).
 """
 
 from __future__ import annotations
