@@ -25,7 +25,7 @@ stays behind anyway (`slow_queue` packets waiting for `slow_seconds`) is disconn
 
 Only WebSocket connections made through `direct_websocket` (permessage-deflate off) take
 the direct path; long-polling clients and compressed WebSockets always use the queue. A
-connection that opens as a WebSocket also runs `DirectWebSocket._serve`, a leaner Engine.IO
+connection that opens as a WebSocket also runs `DirectWebSocket.serve`, a leaner Engine.IO
 loop, from the route (`engineio_routes`) once python-engineio has answered its handshake,
 with a writer task only while packets wait; one upgraded from long-polling keeps
 python-engineio's loop. Every socket's heartbeat PINGs come from one timer (`keep_alive`).
@@ -141,26 +141,26 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         await self._registered(sid, self.handler(self))  # an upgrade from polling
         return self._sock
 
-    async def serve(self) -> None:
-        """The loop of a connection that opened as a WebSocket, until it closes."""
-        await self._registered(self.socket.sid, self._serve(self.socket))
-
     async def _registered(self, sid: object, loop: Awaitable[None]) -> None:
         try:
             await loop
         finally:
-            self.transport = None
-            if isinstance(sid, str) and self.registry.get(sid) is self:
-                del self.registry[sid]
+            self._unregister(sid)
 
-    async def _serve(self, socket: Any) -> None:
-        """Engine.IO's WebSocket loop for a connection that opened as a WebSocket, without
-        Engine.IO's `wait_for` around every read and every queue wait (a task and a timer
-        each, per message, and two tasks held by every idle connection). Dead clients are
-        found as before by Engine.IO's ping check, whose close ends the writer below. The
-        writer is a task only while packets wait for it (an idle connection holds none)."""
+    def _unregister(self, sid: object) -> None:
+        self.transport = None
+        if isinstance(sid, str) and self.registry.get(sid) is self:
+            del self.registry[sid]
+
+    async def serve(self) -> None:
+        """Engine.IO's WebSocket loop for a connection that opened as a WebSocket, until it
+        closes; without Engine.IO's `wait_for` around every read and every queue wait (a
+        task and a timer each, per message, and two tasks held by every idle connection).
+        Dead clients are found as before by Engine.IO's ping check, whose close ends the
+        writer below. The writer is a task only while packets wait for it (an idle
+        connection holds none)."""
+        socket = self.socket
         socket.connected = socket.upgraded = True
-        self.socket = socket
         self.writer: asyncio.Future[None] | None = None
         queue = socket.queue
         queue.on_put = self._start_writer
@@ -206,7 +206,10 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             closing = asyncio.ensure_future(self._close(socket, self.writer))
             self.closing.add(closing)
             closing.add_done_callback(self.closing.discard)
-            await asyncio.shield(closing)
+            try:
+                await asyncio.shield(closing)
+            finally:
+                self._unregister(socket.sid)
 
     @staticmethod
     async def _close(socket: Any, writer: asyncio.Future[None] | None) -> None:
@@ -469,7 +472,7 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         receipts = self.receipts[eio_sid] = Receipts()
         ws = self.websockets.get(eio_sid)
         if ws is not None and getattr(ws, "socket", None) is socket:
-            return  # its loop (DirectWebSocket._serve) tells the receipts itself
+            return  # its loop (DirectWebSocket.serve) tells the receipts itself
         receive = socket.receive
 
         async def counted_receive(pkt: Any) -> None:
