@@ -118,7 +118,10 @@ async def test_excess_events_of_a_family_are_dropped_with_one_rate_limited_error
         assert (await sender.join(ROOM, "Sender", "user-sender"))["ok"]  # one "join" token
         await member.next("userJoined")
         version = server.rooms.rooms[ROOM].version
-        extra = 30
+        # Enough beyond the burst that the refill while the server takes them in (code
+        # changes are merged one by one: on a loaded machine 150 took 0.9 s, 54 tokens)
+        # cannot cover them all.
+        extra = max(30, int(size * 1.5))
 
         acks, elapsed = await burst(sender, event, [payload(i) for i in range(int(size) + extra)])
 
