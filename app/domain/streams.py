@@ -32,7 +32,7 @@ MAX_MAYBE_SEEN = 32  # the earliest texts whose probe is not answered yet, as ca
 MAX_GIVEN = 64  # texts remembered per connection and text (a passive reader's last updates)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Given:
     seq: int
     version: int
@@ -91,7 +91,8 @@ class Stream:
     def probed(self, probe: int | None) -> None:
         """The probe numbered `probe` was sent right after the last text given."""
         if probe is not None and self.given:
-            self.given[-1].probe = probe
+            g = self.given[-1]  # (not dataclasses.replace: this runs per recipient per text)
+            self.given[-1] = Given(g.seq, g.version, g.text, g.at, probe)
 
     def rebase(
         self,

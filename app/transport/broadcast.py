@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/"
 MAX_PROBES_PASSED = 64  # trailing probes a newer text looks past for the one it replaces
 MAX_STAMPS = 1024  # arrivals of events not handled yet, per socket
-PONGS_PER_TURN = 16  # PONGs a connection's loop takes in before it yields to the others
 SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
 PONG = str(eio_packet.PONG)  # an Engine.IO PONG as it arrives: "3"
 COALESCED_EVENTS = frozenset({"codeUpdate"})
@@ -168,7 +167,6 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         if not queue.empty():  # Engine.IO's OPEN packet
             self._start_writer()
         limit = socket.server.max_http_buffer_size
-        pongs = 0
         try:
             while True:
                 try:
@@ -184,9 +182,7 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                     if receipts is not None:
                         receipts.answered += 1
                     socket.schedule_ping()
-                    pongs += 1
-                    if pongs % PONGS_PER_TURN == 0:  # a flood of them yields too
-                        await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                     continue
                 try:
                     pkt = eio_packet.Packet(encoded_packet=data)
