@@ -522,10 +522,16 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
         if socket.closing or socket.closed:
             return
         socket.last_ping = time.time()
-        receipts = self.receipts.get(socket.sid)
+        self._send_ping(socket.sid)
+
+    def _send_ping(self, eio_sid: str) -> int | None:
+        """A PING to the socket now, in order with what was sent before, counted in its
+        receipts; its number (None: the socket is not tracked)."""
+        receipts = self.receipts.get(eio_sid)
         if receipts is not None:
             receipts.sent += 1
-        self.deliver(self._probe, (socket.sid,))
+        self.deliver(self._probe, (eio_sid,))
+        return None if receipts is None else receipts.sent
 
     def forget(self, sid: str) -> None:
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
@@ -536,12 +542,9 @@ class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
     def probe(self, sid: str) -> int | None:
         """Send the socket a PING now, in order with what was sent before; its number."""
         eio_sid = self.eio_sid_from_sid(sid, NAMESPACE)
-        receipts = self.receipts.get(eio_sid) if eio_sid is not None else None
-        if receipts is None:
+        if eio_sid is None or eio_sid not in self.receipts:
             return None
-        receipts.sent += 1
-        self.deliver(self._probe, [str(eio_sid)])
-        return receipts.sent
+        return self._send_ping(eio_sid)
 
     def arrival(self, sid: str) -> tuple[int, float] | None:
         """For the event now being handled (call first thing, in arrival order): the PINGs
