@@ -28,12 +28,15 @@ the direct path; long-polling clients and compressed WebSockets always use the q
 connection that opens as a WebSocket also runs `DirectWebSocket.serve`, a leaner Engine.IO
 loop, from the route (`engineio_routes`) once python-engineio has answered its handshake,
 with a writer task only while packets wait; one upgraded from long-polling keeps
-python-engineio's loop. Every socket's heartbeat PINGs come from one timer (`keep_alive`).
+python-engineio's loop. Its messages go through a `ParsedQueue`: the answers to PINGs are
+counted as they are parsed and never wake the loop. Every socket's heartbeat PINGs come
+from one timer (`keep_alive`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import struct
 import time
@@ -43,7 +46,10 @@ from types import MethodType
 from typing import Any
 
 import socketio
-from aiohttp import web
+from aiohttp import WSMsgType, web
+from aiohttp._websocket import reader_py
+from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.web import WebSocketResponse
 from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
@@ -56,6 +62,7 @@ MAX_PROBES_PASSED = 64  # trailing probes a newer text looks past for the one it
 MAX_STAMPS = 1024  # arrivals of events not handled yet, per socket
 SIO_EVENTS = ("2", "5")  # Socket.IO packet types of an event (plain and binary)
 PONG = str(eio_packet.PONG)  # an Engine.IO PONG as it arrives: "3"
+MESSAGE = str(eio_packet.MESSAGE)  # the first character of an Engine.IO message: "4"
 COALESCED_EVENTS = frozenset({"codeUpdate"})
 SLOW_CLIENT = "slow client"  # the disconnect reason of a recipient that stopped reading
 # Write directly only while the socket's send buffer holds less than this; beyond, the
@@ -167,6 +174,10 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         if not queue.empty():  # Engine.IO's OPEN packet
             self._start_writer()
         limit = socket.server.max_http_buffer_size
+        reader = self._sock._reader  # PONGs and stamps taken where parsed, if a ParsedQueue
+        parsing = reader if isinstance(reader, ParsedQueue) else None
+        if parsing is not None:
+            parsing.parsed = self.parsed
         try:
             while True:
                 try:
@@ -175,20 +186,16 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                     break
                 if data is None or len(data) > limit:
                     break
-                if data == PONG and not socket.closed:
-                    # The answer to every probe (one per text sent): what Engine.IO's
-                    # receive and the manager's count of answers do, without the packet.
-                    receipts = self.receipts.get(socket.sid)
-                    if receipts is not None:
-                        receipts.answered += 1
-                    socket.schedule_ping()
+                if parsing is None and data == PONG and not socket.closed:
+                    self._answered()
                     await asyncio.sleep(0)
                     continue
                 try:
                     pkt = eio_packet.Packet(encoded_packet=data)
-                    receipts = self.receipts.get(socket.sid)
-                    if receipts is not None:
-                        receipts.received(pkt)
+                    if parsing is None:
+                        receipts = self.receipts.get(socket.sid)
+                        if receipts is not None:
+                            receipts.received(pkt)
                     await socket.receive(pkt)
                 except engineio_exceptions.UnknownPacketError:
                     pass
@@ -200,6 +207,8 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                 # between two of them (a flooding client must not starve the loop).
                 await asyncio.sleep(0)
         finally:
+            if parsing is not None:
+                parsing.parsed = None
             queue.put_nowait(None)  # the writer ends once it has written the rest
             # aiohttp cancels this handler when the client's connection is gone: the
             # socket's close (its disconnect handlers) still runs, to the end.
@@ -210,6 +219,29 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                 await asyncio.shield(closing)
             finally:
                 self._unregister(socket.sid)
+
+    def parsed(self, text: str) -> bool:
+        """A text message just parsed, ahead of the loop (see `ParsedQueue`): whether it was
+        taken there (a PONG: counted, never queued). An event is stamped."""
+        if text == PONG:
+            if self.socket.closed:
+                return False  # the loop ends on it
+            self._answered()
+            return True
+        if text[:1] == MESSAGE and text[1:2] in SIO_EVENTS:
+            receipts = self.receipts.get(self.socket.sid)
+            if receipts is not None:
+                receipts.stamp()
+        return False
+
+    def _answered(self) -> None:
+        """The answer to a PING (a probe behind every text sent, or the heartbeat's): what
+        Engine.IO's receive and the manager's count of answers do, without the packet."""
+        socket = self.socket
+        receipts = self.receipts.get(socket.sid)
+        if receipts is not None:
+            receipts.answered += 1
+        socket.schedule_ping()
 
     @staticmethod
     async def _close(socket: Any, writer: asyncio.Future[None] | None) -> None:
@@ -295,9 +327,72 @@ class OpenedWebSocket(WebSocketResponse):
     """The WebSocket of a connection that opened as one: `serve` (set until it has run) is
     its Engine.IO loop, run by the route once python-engineio's calls that led to the
     handshake have returned (each would hold a frame, with the request's query and
-    environ, for as long as the connection stays open: about 2 KB)."""
+    environ, for as long as the connection stays open: about 2 KB).
+
+    Its messages are queued by a `ParsedQueue` (aiohttp's own, when its internals are not
+    the ones this was written for: `PARSED_QUEUE`)."""
 
     serve: Callable[[], Awaitable[None]] | None = None
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        if not PARSED_QUEUE:
+            super()._post_start(request, protocol, writer)
+            return
+        # aiohttp's _post_start (3.13-3.14) with a ParsedQueue for its queue.
+        self._ws_protocol = protocol
+        self._writer = writer
+        self._reset_heartbeat()
+        loop = self._loop
+        assert loop is not None  # (set by _pre_start)
+        queue = self._reader = ParsedQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
+        queue.parsed = None  # until its loop runs
+        self._parser = WebSocketReader(
+            queue,
+            self._max_msg_size,
+            compress=bool(self._compress),
+            decode_text=self._decode_text,
+        )
+        received = None if self._heartbeat is None else self._on_data_received
+        request.protocol.set_parser(self._parser, data_received_cb=received)
+        request.protocol.keep_alive(False)
+
+
+class ParsedQueue(WebSocketDataQueue):
+    """aiohttp's queue of a WebSocket's messages, which shows each text message to its
+    Engine.IO loop (`DirectWebSocket.parsed`) as soon as it is parsed: a PONG (the answer
+    to every probe) is counted there and never queued, so it does not wake the loop, and
+    an event is stamped there, in the order of the stream."""
+
+    __slots__ = ("parsed",)
+    parsed: Callable[[str], bool] | None
+
+    def feed_data(self, data: Any, size: int) -> None:
+        parsed = self.parsed
+        if parsed is not None and data.type is WSMsgType.TEXT and parsed(data.data):
+            return
+        super().feed_data(data, size)
+
+
+def _parsed_queue_fits() -> bool:
+    """Whether aiohttp's WebSocket internals are those `OpenedWebSocket._post_start`
+    replaces (else aiohttp's own queue is used, and the loop counts PONGs itself)."""
+    try:
+        post_start = inspect.signature(WebSocketResponse._post_start).parameters
+        response = inspect.signature(WebSocketResponse).parameters
+        reader = inspect.signature(reader_py.WebSocketReader).parameters  # (C: the same)
+    except (TypeError, ValueError):
+        return False
+    return (
+        list(post_start) == ["self", "request", "protocol", "writer"]
+        and {"heartbeat", "decode_text"} <= set(response)
+        and list(reader) == ["queue", "max_msg_size", "compress", "decode_text"]
+        and all(
+            hasattr(WebSocketResponse, name) for name in ("_reset_heartbeat", "_on_data_received")
+        )
+    )
+
+
+PARSED_QUEUE = _parsed_queue_fits()  # (benchmarks switch it off to measure what it brings)
 
 
 def engineio_routes(app: web.Application, engineio_server: Any, endpoint: str) -> None:
@@ -376,9 +471,13 @@ class Receipts:
         if pkt.packet_type == eio_packet.PONG:
             self.answered += 1
         elif pkt.packet_type == eio_packet.MESSAGE and str(pkt.data)[:1] in SIO_EVENTS:
-            if self.stamps is None:
-                self.stamps = deque(maxlen=MAX_STAMPS)
-            self.stamps.append((self.answered, time.monotonic()))
+            self.stamp()
+
+    def stamp(self) -> None:
+        """An event arrived (after all that was counted so far)."""
+        if self.stamps is None:
+            self.stamps = deque(maxlen=MAX_STAMPS)
+        self.stamps.append((self.answered, time.monotonic()))
 
 
 class BroadcastManager(socketio.AsyncManager):  # type: ignore[misc]
