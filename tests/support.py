@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import shutil
+import socket
+import struct
 import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -288,3 +292,74 @@ async def serving(
         finally:
             for client in made:
                 await client.close()
+
+
+class RawWebSocket:
+    """An Engine.IO WebSocket client written by hand: it can send several frames in one
+    write, or stop reading altogether (`receive_buffer`: its socket's receive buffer, made
+    small so that the server's side fills up soon)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, url: str, receive_buffer: int | None = None) -> RawWebSocket:
+        host, port = url.removeprefix("http://").split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=receive_buffer or 2**16)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    async def join(self, room_id: str, name: str) -> None:
+        """The Engine.IO and Socket.IO handshakes, then `joinRoom`, until it is answered."""
+        assert (await self.receive())[:1] == "0"  # Engine.IO OPEN
+        self.send("40")
+        assert (await self.receive()).startswith("40")  # Socket.IO CONNECT
+        self.send("420" + json.dumps(["joinRoom", {"roomId": room_id, "userName": name}]))
+        while not (await self.receive()).startswith("430"):  # the join's answer
+            pass
+
+    @staticmethod
+    def frame(text: str) -> bytes:
+        """A masked text frame (a client's)."""
+        payload, mask = text.encode(), os.urandom(4)
+        size = len(payload)
+        header = (
+            struct.pack("!BB", 0x81, 0x80 | size)
+            if size < 126
+            else (struct.pack("!BBH", 0x81, 0x80 | 126, size))
+        )
+        return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def send(self, *texts: str) -> None:
+        """Text frames, in one write."""
+        self.writer.write(b"".join(self.frame(text) for text in texts))
+
+    async def receive(self) -> str:
+        """The next message (WebSocket pings are skipped)."""
+        first, second = await self.reader.readexactly(2)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        data = await self.reader.readexactly(size)
+        if first & 0x0F == 0x9:  # a WebSocket ping: skip it
+            return await self.receive()
+        return data.decode()
+
+    def close(self) -> None:
+        self.writer.transport.abort()

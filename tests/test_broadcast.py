@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +16,15 @@ from app.main import SIO_KEY
 from app.transport import broadcast
 from app.transport.broadcast import BroadcastManager, _RoomPacket, text_frame
 from app.transport.queues import PacketQueue
-from tests.support import WAIT, Client, RunningServer, clients, fast_settings, running_server
+from tests.support import (
+    WAIT,
+    Client,
+    RawWebSocket,
+    RunningServer,
+    clients,
+    fast_settings,
+    running_server,
+)
 
 
 class FakeWebSocket:
@@ -206,69 +215,15 @@ async def test_a_client_gone_mid_handshake_leaves_no_error_and_no_socket(
         assert server.app[SIO_KEY].eio.sockets == {}
 
 
-class RawWebSocket:
-    """A WebSocket client written by hand, which can send several frames in one write."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def engineio(cls, url: str) -> RawWebSocket:
-        import base64
-        import os
-        from urllib.parse import urlsplit
-
-        address = urlsplit(url)
-        reader, writer = await asyncio.open_connection(address.hostname, address.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                f"Host: {address.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        return cls(reader, writer)
-
-    @staticmethod
-    def frame(text: str) -> bytes:
-        """A masked text frame (a client's)."""
-        import os
-
-        payload, mask = text.encode(), os.urandom(4)
-        size = len(payload)
-        header = (
-            struct.pack("!BB", 0x81, 0x80 | size)
-            if size < 126
-            else struct.pack("!BBH", 0x81, 0x80 | 126, size)
-        )
-        return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-    def send(self, *texts: str) -> None:
-        self.writer.write(b"".join(self.frame(text) for text in texts))  # one write
-
-    async def receive(self) -> str:
-        _, second = await self.reader.readexactly(2)
-        size = second & 0x7F
-        if size == 126:
-            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
-        elif size == 127:
-            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        return (await self.reader.readexactly(size)).decode()
-
-    async def until(self, wanted: Any) -> str:
-        async with asyncio.timeout(WAIT):
-            while True:
-                text = await self.receive()
-                if text == "2":  # a heartbeat PING: answered at once
-                    self.send("3")
-                elif wanted(text):
-                    return text
-
-    def close(self) -> None:
-        self.writer.close()
+async def until(client: RawWebSocket, wanted: Callable[[str], bool]) -> str:
+    """Read until a message is `wanted`, answering heartbeat PINGs on the way."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            text = await client.receive()
+            if text == "2":
+                client.send("3")
+            elif wanted(text):
+                return text
 
 
 def test_pongs_are_taken_where_they_are_parsed_with_this_aiohttp() -> None:
@@ -288,23 +243,19 @@ async def test_a_change_sent_before_the_answer_to_a_probe_is_merged_as_unseen(
     kept (read as typed on the newer text, it would delete what the other typist added)."""
     monkeypatch.setattr(broadcast, "PARSED_QUEUE", parsed_queue and broadcast.PARSED_QUEUE)
     async with running_server(fast_settings(tmp_path)) as server:
-        raw = await RawWebSocket.engineio(server.url)
         typist = Client()
         await typist.connect(server.url)
+        await typist.join("probes", "typist")
+        raw = await RawWebSocket.connect(server.url)
         try:
-            assert (await raw.until(lambda t: t.startswith("0"))).startswith("0")  # OPEN
-            raw.send("40")
-            await raw.until(lambda t: t.startswith("40"))
-            await typist.join("probes", "typist")
-            raw.send('421["joinRoom",{"roomId":"probes","userName":"raw"}]')
-            await raw.until(lambda t: t.startswith("431"))  # its acknowledgement
+            await raw.join("probes", "raw")
             await typist.emit("codeChange", {"roomId": "probes", "code": "hello"})
-            await raw.until(lambda t: t.startswith('42["codeUpdate"') and '"hello"' in t)
+            await until(raw, lambda t: t.startswith('42["codeUpdate"') and '"hello"' in t)
             assert await raw.receive() == "2"  # the probe right behind the text
             raw.send("3")  # it has seen "hello"
             await asyncio.sleep(0.2)
             await typist.emit("codeChange", {"roomId": "probes", "code": "hello world"})
-            await raw.until(lambda t: t.startswith('42["codeUpdate"') and "hello world" in t)
+            await until(raw, lambda t: t.startswith('42["codeUpdate"') and "hello world" in t)
             assert await raw.receive() == "2"  # the probe right behind the text
             # Typed on "hello" before the update was shown; then the update, then the PONG.
             change = '42["codeChange",{"roomId":"probes","code":"hello!"}]'

@@ -5,12 +5,8 @@ the server shuts down."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import os
-import socket
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -18,80 +14,28 @@ import pytest
 
 from app.main import SIO_KEY
 from app.storage.sqlite import SqliteSessionStore
-from tests.support import WAIT, Client, clients, fast_settings, running_server
+from tests.support import WAIT, Client, RawWebSocket, clients, fast_settings, running_server
 
 ROOM = "slow-room"
 CHAT = {"rate_chat_per_second": 10_000, "rate_chat_burst": 10_000}
 
 
-class StalledClient:
+async def stalled(url: str, room_id: str, name: str) -> RawWebSocket:
     """A WebSocket client that joins a room and then never reads its socket again (its
     receive buffer is made small, so the server's side fills up soon)."""
+    client = await RawWebSocket.connect(url, receive_buffer=4096)
+    await client.join(room_id, name)
+    return client
 
-    def __init__(self) -> None:
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
 
-    async def join(self, url: str, room_id: str, name: str) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.writer.write(
-            (
-                f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        await self.reader.readuntil(b"\r\n\r\n")
-        assert (await self._read())[:1] == "0"  # Engine.IO OPEN
-        self._send("40")
-        assert (await self._read()).startswith("40")  # Socket.IO CONNECT
-        self._send("420" + json.dumps(["joinRoom", {"roomId": room_id, "userName": name}]))
-        while not (await self._read()).startswith("430"):  # the join's answer
-            pass
-
-    def _send(self, text: str) -> None:
-        assert self.writer is not None
-        payload, mask = text.encode(), os.urandom(4)
-        size = len(payload)
-        header = (
-            struct.pack("!BB", 0x81, 0x80 | size)
-            if size < 126
-            else (struct.pack("!BBH", 0x81, 0x80 | 126, size))
-        )
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(header + mask + masked)
-
-    async def _read(self) -> str:
-        assert self.reader is not None
-        first, second = await self.reader.readexactly(2)
-        size = second & 0x7F
-        if size == 126:
-            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
-        elif size == 127:
-            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
-        data = await self.reader.readexactly(size)
-        if first & 0x0F == 0x9:  # a WebSocket ping: skip it
-            return await self._read()
-        return data.decode()
-
-    async def chat(self, count: int) -> list[str]:
-        """Read until `count` chat messages have come; their texts, in order."""
-        texts: list[str] = []
-        while len(texts) < count:
-            frame = await self._read()
-            if frame.startswith('42["newMessage"'):
-                texts.append(json.loads(frame[2:])[1]["message"]["message"])
-        return texts
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.transport.abort()
+async def chat(client: RawWebSocket, count: int) -> list[str]:
+    """Read until `count` chat messages have come; their texts, in order."""
+    texts: list[str] = []
+    while len(texts) < count:
+        frame = await client.receive()
+        if frame.startswith('42["newMessage"'):
+            texts.append(json.loads(frame[2:])[1]["message"]["message"])
+    return texts
 
 
 async def received_all(client: Client, count: int) -> list[str]:
@@ -111,8 +55,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everyth
     async with running_server(settings) as server, clients(server.url, 2) as (typist, reader):
         await typist.join(ROOM, "Typist")
         await reader.join(ROOM, "Reader")
-        stalled = StalledClient()
-        await stalled.join(server.url, ROOM, "Stalled")
+        stalled_client = await stalled(server.url, ROOM, "Stalled")
         await reader.next("userJoined", 1)
         try:
             # Texts of 500 KB fill the kernel's buffers towards the stalled client (a few MB)
@@ -135,7 +78,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everyth
             await typist.emit("chatMessage", {"roomId": ROOM, "message": "after"})
             assert (await received_all(reader, len(sent) + 1))[-1] == "after"
         finally:
-            stalled.close()
+            stalled_client.close()
 
 
 async def test_a_reader_that_pauses_gets_everything_in_order_and_its_writer_task_ends(
@@ -147,8 +90,7 @@ async def test_a_reader_that_pauses_gets_everything_in_order_and_its_writer_task
     settings = fast_settings(tmp_path, **CHAT)
     async with running_server(settings) as server, clients(server.url, 1) as (talker,):
         await talker.join(ROOM, "Talker")
-        paused = StalledClient()
-        await paused.join(server.url, ROOM, "Paused")
+        paused = await stalled(server.url, ROOM, "Paused")
         try:
             manager = server.app[SIO_KEY].manager
             before = manager.queued
@@ -164,7 +106,7 @@ async def test_a_reader_that_pauses_gets_everything_in_order_and_its_writer_task
                     ws.writer is not None for ws in manager.websockets.values()
                 ):
                     await talker.quiet(0.05)
-            assert await paused.chat(len(sent)) == sent  # it reads again: all, in order
+            assert await chat(paused, len(sent)) == sent  # it reads again: all, in order
             async with asyncio.timeout(WAIT):
                 while any(ws.writer is not None for ws in manager.websockets.values()):
                     await talker.quiet(0.05)
@@ -238,12 +180,12 @@ async def test_the_heartbeat_keeps_clients_that_answer_and_drops_one_that_does_n
     async with running_server(settings) as server:
         polling = Client(transports=["polling"])
         await polling.connect(server.url)
-        silent = StalledClient()
+        silent: RawWebSocket | None = None
         try:
             async with clients(server.url, 1) as (websocket,):
                 await websocket.join(ROOM, "Websocket")
                 await polling.join(ROOM, "Polling")
-                await silent.join(server.url, ROOM, "Silent")
+                silent = await stalled(server.url, ROOM, "Silent")
                 left = await websocket.next("userLeft", within=6)
                 assert left["userName"] == "Silent"
                 await asyncio.sleep(3.5)  # three more heartbeats
@@ -256,7 +198,8 @@ async def test_the_heartbeat_keeps_clients_that_answer_and_drops_one_that_does_n
                 assert (await received_all(polling, 1)) == ["still here"]
                 assert [u["userName"] for u in polling.events["userLeft"]] == ["Silent"]
         finally:
-            silent.close()
+            if silent is not None:
+                silent.close()
             await polling.close()
 
 
