@@ -47,9 +47,9 @@ from typing import Any
 
 import socketio
 from aiohttp import WSMsgType, web
+from aiohttp import helpers as aiohttp_helpers
 from aiohttp._websocket import reader_py
 from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
-from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.web import WebSocketResponse
 from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
@@ -338,13 +338,14 @@ class OpenedWebSocket(WebSocketResponse):
         if not PARSED_QUEUE:
             super()._post_start(request, protocol, writer)
             return
-        # aiohttp's _post_start (3.13-3.14) with a ParsedQueue for its queue.
+        # aiohttp's _post_start (3.14) with a ParsedQueue for its queue.
         self._ws_protocol = protocol
         self._writer = writer
         self._reset_heartbeat()
         loop = self._loop
         assert loop is not None  # (set by _pre_start)
-        queue = self._reader = ParsedQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
+        limit = aiohttp_helpers.DEFAULT_CHUNK_SIZE
+        queue = self._reader = ParsedQueue(request._protocol, limit, loop=loop)
         queue.parsed = None  # until its loop runs
         self._parser = WebSocketReader(
             queue,
@@ -389,10 +390,11 @@ def _parsed_queue_fits() -> bool:
         and all(
             hasattr(WebSocketResponse, name) for name in ("_reset_heartbeat", "_on_data_received")
         )
+        and hasattr(aiohttp_helpers, "DEFAULT_CHUNK_SIZE")
     )
 
 
-PARSED_QUEUE = _parsed_queue_fits()  # (benchmarks switch it off to measure what it brings)
+PARSED_QUEUE = _parsed_queue_fits()  # (tests switch it off to run the fallback too)
 
 
 def engineio_routes(app: web.Application, engineio_server: Any, endpoint: str) -> None:
