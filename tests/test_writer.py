@@ -132,3 +132,24 @@ async def test_shutdown_flushes_pending_changes(tmp_path: Path, store: FlakyStor
     stored = await reopened.load(ROOM)
     await reopened.close()
     assert stored is not None and stored.code == "pending when the server stops"
+
+
+async def test_a_change_after_the_writer_closed_starts_no_write_on_the_closing_store(
+    tmp_path: Path, store: FlakyStore
+) -> None:
+    """At shutdown the writer closes, then the store: a change that still arrives in
+    between (in cluster mode, another process's, applied from the room's log) must not
+    start a write that would run against the closed store."""
+    settings = fast_settings(tmp_path, save_debounce_seconds=0.05, save_max_delay_seconds=0.1)
+    async with running_server(settings, store) as server:
+        alice = await Client().connect(server.url)
+        await alice.join(ROOM, "alice")
+        await code(alice, "written before the shutdown")
+        assert await server.writer.flush(server.rooms.rooms[ROOM], within=5)
+        room = server.rooms.rooms[ROOM]
+        await alice.close()
+        await server.writer.close()
+        room.changes += 1  # a change applied after the writer closed
+        server.writer.changed(room)
+        assert server.writer.pending_rooms() == 0
+        assert await server.writer.flush(room, within=1) is False

@@ -66,6 +66,7 @@ class DebouncedWriter:
         self.notifier = notifier  # tells the room `sessionSaved` after each write
         self.clock = clock
         self._pending: dict[str, _Pending] = {}
+        self._closed = False  # by close(): the store closes next, nothing is written now
         self.writes = 0  # successful writes, for metrics and benchmarks
 
     def pending_rooms(self) -> int:
@@ -77,8 +78,11 @@ class DebouncedWriter:
         return max(0.0, self.clock() - min(firsts)) if firsts else 0.0
 
     def changed(self, room: Room) -> None:
-        """The room changed: write it once it has been quiet for the debounce delay."""
-        if room.deleted:
+        """The room changed: write it once it has been quiet for the debounce delay. Once the
+        writer is closed (shutdown: no socket is left, the store closes next) nothing starts:
+        a change that still arrives then comes from another process of a cluster, which
+        writes it itself."""
+        if room.deleted or self._closed:
             return
         now = self.clock()
         pending = self._pending.get(room.room_id)
@@ -113,6 +117,8 @@ class DebouncedWriter:
         """Write now and wait until the room's current version is stored; False on timeout."""
         if not room.needs_save or room.deleted:
             return True
+        if self._closed:
+            return False
         self.write_soon(room)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[room.room_id].waiters.append((room.changes, future))
@@ -163,6 +169,7 @@ class DebouncedWriter:
 
     async def close(self) -> None:
         """Stop all writers (after flush_all); unwritten state is logged, not silently lost."""
+        self._closed = True
         for room_id, entry in list(self._pending.items()):
             if entry.task is not None and not entry.task.done():
                 log.error(
