@@ -186,17 +186,11 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
                     break
                 if data is None or len(data) > limit:
                     break
-                if parsing is None and data == PONG and not socket.closed:
-                    self._answered()
+                if parsing is None and self.parsed(data):  # (aiohttp's queue: taken here)
                     await asyncio.sleep(0)
                     continue
                 try:
-                    pkt = eio_packet.Packet(encoded_packet=data)
-                    if parsing is None:
-                        receipts = self.receipts.get(socket.sid)
-                        if receipts is not None:
-                            receipts.received(pkt)
-                    await socket.receive(pkt)
+                    await socket.receive(eio_packet.Packet(encoded_packet=data))
                 except engineio_exceptions.UnknownPacketError:
                     pass
                 except engineio_exceptions.SocketIsClosedError:
@@ -220,28 +214,25 @@ class DirectWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
             finally:
                 self._unregister(socket.sid)
 
-    def parsed(self, text: str) -> bool:
-        """A text message just parsed, ahead of the loop (see `ParsedQueue`): whether it was
-        taken there (a PONG: counted, never queued). An event is stamped."""
-        if text == PONG:
-            if self.socket.closed:
+    def parsed(self, message: str | bytes) -> bool:
+        """A message as it is parsed (see `ParsedQueue`), or as the loop reads it from
+        aiohttp's own queue: whether it was taken (the answer to a PING, a probe or the
+        heartbeat's: counted, as Engine.IO's receive and the manager's count of answers
+        would, without the packet). An event is stamped."""
+        socket = self.socket
+        if message == PONG:
+            if socket.closed:
                 return False  # the loop ends on it
-            self._answered()
+            receipts = self.receipts.get(socket.sid)
+            if receipts is not None:
+                receipts.answered += 1
+            socket.schedule_ping()
             return True
-        if text[:1] == MESSAGE and text[1:2] in SIO_EVENTS:
-            receipts = self.receipts.get(self.socket.sid)
+        if message[:1] == MESSAGE and message[1:2] in SIO_EVENTS:
+            receipts = self.receipts.get(socket.sid)
             if receipts is not None:
                 receipts.stamp()
         return False
-
-    def _answered(self) -> None:
-        """The answer to a PING (a probe behind every text sent, or the heartbeat's): what
-        Engine.IO's receive and the manager's count of answers do, without the packet."""
-        socket = self.socket
-        receipts = self.receipts.get(socket.sid)
-        if receipts is not None:
-            receipts.answered += 1
-        socket.schedule_ping()
 
     @staticmethod
     async def _close(socket: Any, writer: asyncio.Future[None] | None) -> None:
